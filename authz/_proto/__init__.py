@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC code: run ``python proto/generate.py``; do not edit."""
