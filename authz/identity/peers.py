@@ -1,0 +1,39 @@
+"""Peers: the workload identity of the calling service (mTLS, SPIFFE / Istio).
+
+Envoy reports the peer's URI SAN, e.g. "spiffe://cluster.local/ns/order/sa/api".
+Policy compares principals in Istio form (no "spiffe://", spec §4.1) and reads
+the namespace and service account parsed from it. Called on every request, so
+it is plain string splitting, no regular expressions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Peer", "istio_form", "parse_principal"]
+
+_SPIFFE = "spiffe://"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A caller's principal in Istio form and the namespace/service account in it."""
+
+    principal: str  # "<trust-domain>/ns/<ns>/sa/<sa>"; "" when unknown
+    namespace: str
+    service_account: str
+
+
+def istio_form(value: str) -> str:
+    """`value` without a leading "spiffe://"."""
+    return value.removeprefix(_SPIFFE)
+
+
+def parse_principal(value: str) -> Peer:
+    """A Peer from a SPIFFE ID or Istio principal. Other shapes keep the principal
+    but have no namespace or service account, so namespace rules never match them."""
+    principal = istio_form(value)
+    parts = principal.split("/")
+    if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa" and all(parts):
+        return Peer(principal=principal, namespace=parts[2], service_account=parts[4])
+    return Peer(principal=principal, namespace="", service_account="")

@@ -1,0 +1,290 @@
+"""Tokens: finding a bearer JWT in a request and verifying it against trusted issuers.
+
+`TokenVerifier.verify` turns a compact JWT into a `Token` (verified claims and
+the attributes policy reads: principal, audiences, roles, tenant) or a
+`TokenError`. It fails closed and never raises: a request with a token that
+cannot be verified for any reason is `401 invalid_token` (spec §5 step 4).
+Time is an argument, never read from the clock, so tests and offline policy
+evaluation can fix it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+from cachetools import LRUCache
+
+from authz.identity.claims import (
+    ValidityWindow,
+    audiences_of,
+    roles_from,
+    tenant_from,
+    validity_window,
+)
+from authz.identity.jws import MalformedToken, split_compact
+from authz.identity.keys import SUPPORTED_ALGORITHMS, KeySet
+
+__all__ = [
+    "HeaderSource",
+    "Issuer",
+    "Token",
+    "TokenError",
+    "TokenErrorCode",
+    "TokenVerifier",
+    "extract_token",
+    "header_sources",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSource:
+    """A request header that may carry a token, and the prefix before the token."""
+
+    name: str  # lower-case header name
+    prefix: str  # e.g. "Bearer "; matched case-insensitively; may be ""
+
+
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    """A trusted JWT issuer (spec §2, `kind: Issuer`)."""
+
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    keys: KeySet
+    roles_claim: str | None
+    tenant_claim: str | None
+    from_headers: tuple[HeaderSource, ...]
+    leeway_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A verified token. `claims` is shared through the cache and must not be mutated."""
+
+    claims: dict[str, Any]
+    issuer: str
+    subject: str
+    principal: str
+    audiences: tuple[str, ...]
+    roles: tuple[str, ...]
+    tenant: str
+    expires_at: float
+
+
+class TokenErrorCode(StrEnum):
+    """Why a token was refused; stable words for logs and metric labels."""
+
+    INVALID = "invalid"
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    UNKNOWN_ISSUER = "unknown_issuer"
+    ALG_NOT_ALLOWED = "alg_not_allowed"
+    UNSUPPORTED_HEADER = "unsupported_header"
+    UNKNOWN_KID = "unknown_kid"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_CLAIMS = "bad_claims"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    BAD_AUDIENCE = "bad_audience"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenError:
+    """A refused token. `detail` is for logs only: never sent to clients, never the token."""
+
+    detail: str
+    code: TokenErrorCode = TokenErrorCode.INVALID
+
+
+def extract_token(headers: Mapping[str, str], sources: Sequence[HeaderSource]) -> str | None:
+    """The token from the first source whose header is present with the right prefix."""
+    for source in sources:
+        value = headers.get(source.name)
+        if value is None:
+            continue
+        value = value.lstrip()
+        if value[: len(source.prefix)].lower() != source.prefix.lower():
+            continue
+        token = value[len(source.prefix) :].strip()
+        if token:
+            return token
+    return None
+
+
+def header_sources(issuers: Sequence[Issuer]) -> tuple[HeaderSource, ...]:
+    """Every issuer's header sources, in order, without duplicates."""
+    return tuple(dict.fromkeys(source for issuer in issuers for source in issuer.from_headers))
+
+
+# PyJWT checks only the signature (and that `alg` is the one we pass). Every claim
+# check happens in `claims.py` against the caller's `now`, so time can be fixed.
+_SIGNATURE_ONLY = jwt.PyJWT(
+    options={
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "verify_aud": False,
+        "verify_iss": False,
+        "verify_sub": False,
+        "verify_jti": False,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    token: Token
+    window: ValidityWindow
+
+
+class TokenVerifier:
+    """Verifies tokens for one policy bundle's issuers, caching successes.
+
+    The cache is keyed by the exact token string and belongs to this verifier;
+    a new bundle builds a new verifier, so key rotations never meet stale entries.
+    Single-threaded (asyncio) use only.
+    """
+
+    def __init__(
+        self,
+        issuers: Sequence[Issuer],
+        *,
+        cache_size: int = 10_000,
+        max_token_bytes: int = 16_384,
+    ) -> None:
+        if cache_size < 0 or max_token_bytes < 0:
+            raise ValueError("cache_size and max_token_bytes must not be negative")
+        self._issuers: dict[str, Issuer] = {}
+        self._algorithms: dict[str, frozenset[str]] = {}
+        for issuer in issuers:
+            if issuer.issuer in self._issuers:
+                raise ValueError(f"issuer {issuer.issuer!r} is configured twice")
+            self._issuers[issuer.issuer] = issuer
+            # Intersected with SUPPORTED_ALGORITHMS so that `none` or HS* never verify,
+            # even if a configuration that lists them slipped past validation.
+            self._algorithms[issuer.issuer] = frozenset(issuer.algorithms) & SUPPORTED_ALGORITHMS
+        self._cache: LRUCache[str, _Cached] | None = (
+            LRUCache(maxsize=cache_size) if cache_size else None
+        )
+        self._max_token_bytes = max_token_bytes
+
+    def verify(self, token: str, now: float) -> Token | TokenError:
+        """Verify `token` at time `now` (seconds since the epoch). Never raises."""
+        try:
+            if not isinstance(token, str) or len(token) > self._max_token_bytes:
+                return TokenError("token too large or not a string", TokenErrorCode.TOO_LARGE)
+            if not math.isfinite(now):
+                # NaN compares false with everything: it would pass every time check.
+                return TokenError("evaluation time is not finite", TokenErrorCode.INTERNAL)
+            if (hit := self._cached(token, now)) is not None:
+                return hit
+            result = self._verify(token, now)
+            if isinstance(result, _Cached):
+                self._remember(token, result, now)
+                return result.token
+            return result
+        except Exception as exc:  # fail closed, whatever went wrong
+            # Only the type: an exception message could quote the token.
+            return TokenError(f"unexpected {type(exc).__name__}", TokenErrorCode.INTERNAL)
+
+    def _cached(self, token: str, now: float) -> Token | None:
+        if self._cache is None:
+            return None
+        entry = self._cache.get(token)
+        if entry is None:
+            return None
+        # Never served past `exp` (even inside the leeway): drop it, and let a full
+        # verification decide, so the cache cannot extend a token's life.
+        if now > entry.window.expires_at:
+            del self._cache[token]
+            return None
+        if now < entry.window.not_before:
+            return None
+        return entry.token
+
+    def _remember(self, token: str, entry: _Cached, now: float) -> None:
+        if self._cache is not None and now <= entry.window.expires_at:
+            self._cache[token] = entry
+
+    def _verify(self, token: str, now: float) -> _Cached | TokenError:
+        try:
+            parts = split_compact(token)
+        except MalformedToken as exc:
+            return TokenError(f"malformed token: {exc}", TokenErrorCode.MALFORMED)
+        header = parts.header
+        # `jku`, `x5u`, `jwk` and `x5c` are ignored on purpose: keys come only from
+        # the issuer's configured KeySet, so a token cannot bring its own key.
+        if "crit" in header:
+            # RFC 7515 §4.1.11: we understand no extensions, so a token that marks
+            # one critical must be refused rather than verified without it.
+            return TokenError("crit header present", TokenErrorCode.UNSUPPORTED_HEADER)
+        iss = parts.payload.get("iss")
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            return TokenError("unknown issuer", TokenErrorCode.UNKNOWN_ISSUER)
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in self._algorithms[issuer.issuer]:
+            return TokenError(f"alg not allowed for {issuer.name}", TokenErrorCode.ALG_NOT_ALLOWED)
+        if kid is not None and not isinstance(kid, str):
+            return TokenError("kid is not a string", TokenErrorCode.MALFORMED)
+        claims = _verify_signature(token, issuer.keys, kid, alg)
+        if isinstance(claims, TokenError):
+            return claims
+        return _accept(issuer, claims, now)
+
+
+def _verify_signature(
+    token: str, keys: KeySet, kid: str | None, alg: str
+) -> dict[str, Any] | TokenError:
+    """The verified payload, trying each key of the right type under `kid`."""
+    candidates = keys.candidates(kid, alg)
+    if not candidates:
+        return TokenError(f"unknown kid (no {alg} key)", TokenErrorCode.UNKNOWN_KID)
+    for key in candidates:
+        try:
+            # `alg` passed the issuer's allow-list and `key` fits it: the token
+            # header chose nothing beyond a membership test (RFC 8725 §2.1).
+            payload = _SIGNATURE_ONLY.decode(token, key, algorithms=[alg])
+        except jwt.PyJWTError:
+            continue
+        if isinstance(payload, dict):
+            return payload
+    return TokenError("bad signature", TokenErrorCode.BAD_SIGNATURE)
+
+
+def _accept(issuer: Issuer, claims: dict[str, Any], now: float) -> _Cached | TokenError:
+    """Check the verified claims and build the Token."""
+    if claims.get("iss") != issuer.issuer:
+        return TokenError("iss mismatch", TokenErrorCode.BAD_CLAIMS)
+    window = validity_window(claims, float(issuer.leeway_seconds))
+    if isinstance(window, str):
+        return TokenError(window, TokenErrorCode.BAD_CLAIMS)
+    if window.expired(now):
+        return TokenError("expired beyond leeway", TokenErrorCode.EXPIRED)
+    if window.premature(now):
+        return TokenError("nbf or iat in the future", TokenErrorCode.NOT_YET_VALID)
+    audiences = audiences_of(claims)
+    if audiences is None or not set(audiences).intersection(issuer.audiences):
+        return TokenError(f"audience not accepted by {issuer.name}", TokenErrorCode.BAD_AUDIENCE)
+    subject = claims.get("sub", "")
+    if not isinstance(subject, str):
+        return TokenError("sub is not a string", TokenErrorCode.BAD_CLAIMS)
+    token = Token(
+        claims=claims,
+        issuer=issuer.issuer,
+        subject=subject,
+        principal=f"{issuer.issuer}/{subject}" if subject else "",
+        audiences=audiences,
+        roles=roles_from(claims, issuer.roles_claim),
+        tenant=tenant_from(claims, issuer.tenant_claim),
+        expires_at=window.expires_at,
+    )
+    return _Cached(token=token, window=window)
