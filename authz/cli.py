@@ -1,0 +1,187 @@
+"""The `authz` command line: serve, check, validate, token, keygen.
+
+Configuration is read here and only here (flags, then ``AUTHZ_*`` environment
+variables), into frozen dataclasses the rest of the service receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from authz import __version__
+from authz._proto.envoy.service.auth.v3 import external_auth_pb2
+from authz.config import DEFAULT_LISTEN, ConfigError, ServerConfig
+from authz.decision import new_decision_id
+from authz.engine import decide
+from authz.errors import BundleError
+from authz.policy.bundle import load_bundle
+from authz.request import from_check_request
+from authz.tokens_cli import add_keygen_parser, add_token_parser
+
+__all__ = ["main"]
+
+_DESCRIPTION = """\
+authz: the external authorization service behind Envoy (ext_authz v3, gRPC).
+
+It answers Envoy's Check calls from a policy bundle: RBAC over mTLS workload
+identities and JWT roles, ABAC as CEL conditions, tenants kept apart.
+
+  authz serve    --policies policies/              serve Check and grpc.health.v1
+  authz validate policies/                         every bundle error, exit 1 if any
+  authz check    --policies policies/ req.json     decide one CheckRequest offline
+  authz keygen   --key k.pem --jwks jwks.json      a local signing key for trying it out
+  authz token    --key k.pem --issuer … --subject …   mint a token with that key
+"""
+
+_EXIT_ALLOWED, _EXIT_DENIED, _EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `authz` and `python -m authz`; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    status: int = args.run(args)
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authz", description=_DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"authz {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("AUTHZ_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity on stderr (env AUTHZ_LOG_LEVEL; default info)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve Envoy's Authorization/Check and grpc.health.v1",
+        description="Load the bundle, then serve Check until SIGTERM/SIGINT. An invalid bundle "
+        "is printed and the command exits 2 without serving. Health is SERVING once the "
+        "bundle is loaded.",
+    )
+    serve.add_argument(
+        "--policies",
+        default=os.environ.get("AUTHZ_POLICIES"),
+        required="AUTHZ_POLICIES" not in os.environ,
+        type=Path,
+        help="bundle directory (env AUTHZ_POLICIES)",
+    )
+    serve.add_argument(
+        "--listen",
+        default=os.environ.get("AUTHZ_LISTEN", DEFAULT_LISTEN),
+        help=f"HOST:PORT to listen on, loopback unless told otherwise "
+        f"(env AUTHZ_LISTEN; default {DEFAULT_LISTEN}; port 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds to finish in-flight calls on shutdown (default 5)",
+    )
+    serve.set_defaults(run=_serve)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a bundle and print every error",
+        description="Load and compile a bundle; print every error as file:line:column: "
+        "YAML path: message. Exit 0 if valid, 1 if not.",
+    )
+    validate.add_argument("policies", type=Path, help="bundle directory")
+    validate.set_defaults(run=_validate)
+
+    check = commands.add_parser(
+        "check",
+        help="decide one CheckRequest (proto3 JSON) offline",
+        description="Decide one CheckRequest, given in proto3 JSON as Envoy sends it, and print "
+        "the decision as JSON. Exit 0 allowed, 1 denied, 2 bad input or bundle errors.",
+    )
+    check.add_argument("--policies", required=True, type=Path, help="bundle directory")
+    check.add_argument("--now", help="evaluation time, RFC 3339 (default: the current time)")
+    check.add_argument("request", type=Path, help="CheckRequest JSON file ('-' for stdin)")
+    check.set_defaults(run=_check)
+
+    add_token_parser(commands)
+    add_keygen_parser(commands)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from authz.server import run_server  # grpc.aio is only needed by this command
+
+    try:
+        config = ServerConfig(policies=args.policies, listen=args.listen, grace_seconds=args.grace)
+    except ConfigError as exc:
+        print(f"authz serve: {exc}", file=sys.stderr)
+        return _EXIT_BAD_INPUT
+    try:
+        asyncio.run(run_server(config))
+    except BundleError as exc:
+        _print_errors(exc)
+        return _EXIT_BAD_INPUT
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        snapshot = load_bundle(args.policies)
+    except BundleError as exc:
+        _print_errors(exc)
+        return 1
+    print(
+        f"{args.policies}: valid, {len(snapshot.files)} file(s), "
+        f"{len(snapshot.rules.rules)} rule(s), version {snapshot.version}"
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        now = _parse_time(args.now) if args.now else datetime.now(UTC)
+        text = sys.stdin.read() if str(args.request) == "-" else args.request.read_text()
+        message = json_format.Parse(text, external_auth_pb2.CheckRequest())
+    except (OSError, ValueError, json_format.ParseError) as exc:
+        print(f"authz check: {exc}", file=sys.stderr)
+        return _EXIT_BAD_INPUT
+    try:
+        snapshot = load_bundle(args.policies)
+    except BundleError as exc:
+        _print_errors(exc)
+        return _EXIT_BAD_INPUT
+    decision = decide(snapshot, from_check_request(message), now)
+    print(json.dumps(decision.as_json(new_decision_id(), snapshot.version), indent=2))
+    if decision.detail:
+        print(f"detail: {decision.detail}", file=sys.stderr)
+    return _EXIT_ALLOWED if decision.allowed else _EXIT_DENIED
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"--now {text!r}: needs a time zone, e.g. 2026-06-01T12:00:00Z")
+    return value
+
+
+def _print_errors(exc: BundleError) -> None:
+    for error in exc.errors:
+        print(error, file=sys.stderr)
+    print(f"{len(exc.errors)} error(s)", file=sys.stderr)

@@ -1,0 +1,39 @@
+"""Server configuration: one frozen dataclass, read once by the CLI, validated on creation."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_LISTEN", "ConfigError", "ServerConfig"]
+
+DEFAULT_LISTEN = "127.0.0.1:9191"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message starts with the setting's name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything `authz serve` needs."""
+
+    policies: Path
+    listen: str = DEFAULT_LISTEN
+    grace_seconds: float = 5.0
+    token_cache_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"listen: expected HOST:PORT, got {self.listen!r}")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            if host != "localhost":
+                raise ConfigError(f"listen: {host!r} is not an IP address") from None
+        if self.grace_seconds < 0:
+            raise ConfigError("grace: must not be negative")
+        if self.token_cache_size < 0:
+            raise ConfigError("token-cache-size: must not be negative")

@@ -1,0 +1,85 @@
+"""A decision: allowed or not, with the stable reason code, as data (spec §5, §8)."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Decision", "Reason", "new_decision_id"]
+
+
+class Reason(enum.Enum):
+    """Reason codes: one public vocabulary for responses, logs and metric labels."""
+
+    ALLOWED = "allowed"
+    BAD_PATH = "bad_path"
+    LOCKDOWN = "lockdown"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 - a reason code, not a secret
+    REVOKED = "revoked"
+    CROSS_TENANT = "cross_tenant"
+    DENIED = "denied"
+    MISSING_TOKEN = "missing_token"  # noqa: S105 - a reason code, not a secret
+    NO_MATCH = "no_match"
+    INTERNAL_ERROR = "internal_error"
+
+
+_STATUS = {
+    Reason.ALLOWED: 200,
+    Reason.BAD_PATH: 400,
+    Reason.INVALID_TOKEN: 401,
+    Reason.MISSING_TOKEN: 401,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one request. ``detail`` is for logs only, never for clients."""
+
+    reason: Reason
+    rule: str | None = None
+    tenant: str = ""
+    subject: str = ""
+    would_match: tuple[str, ...] = ()
+    audit: tuple[str, ...] = ()
+    cel_errors: tuple[str, ...] = ()
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """Only the ``allowed`` reason lets a request through."""
+        return self.reason is Reason.ALLOWED
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the client sees."""
+        return _STATUS.get(self.reason, 403)
+
+    def as_json(self, decision_id: str, policy_version: str) -> dict[str, Any]:
+        """The decision as data (spec §8): `authz check` output, audit records, tests."""
+        return {
+            "allowed": self.allowed,
+            "status": self.status,
+            "reason": self.reason.value,
+            "rule": self.rule,
+            "tenant": self.tenant,
+            "policy_version": policy_version,
+            "decision_id": decision_id,
+            "would_match": list(self.would_match),
+            "audit": list(self.audit),
+        }
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_decision_id() -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, sortable by time."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

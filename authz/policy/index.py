@@ -1,0 +1,132 @@
+"""The rule index: from (tenant, host, method) to the few rules that could apply.
+
+Platform rules and each tenant's rules live in separate scopes, so the cost of
+a decision depends on the rules of *one* tenant, never on how many tenants the
+bundle holds. Within a scope, rules are bucketed by the exact hosts of their
+policy and the exact methods of their ``to`` entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from authz.policy.matchers import StringMatcher
+from authz.policy.rules import Rule
+
+__all__ = ["RuleIndex"]
+
+_ANY = "*"  # bucket of rules that match every method
+_MEMO_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Methods:
+    """Rules by exact method; ``_ANY`` holds rules without a method constraint."""
+
+    table: dict[str, tuple[Rule, ...]]
+
+    @classmethod
+    def build(cls, rules: list[Rule]) -> _Methods:
+        table: dict[str, list[Rule]] = {_ANY: []}
+        for rule in rules:
+            methods = rule.methods
+            for method in (_ANY,) if methods is None else sorted(methods):
+                table.setdefault(method, []).append(rule)
+        return cls({method: tuple(found) for method, found in table.items()})
+
+    def get(self, method: str) -> tuple[Rule, ...]:
+        specific = self.table.get(method, ())
+        anything = self.table[_ANY]
+        if not specific:
+            return anything
+        if not anything:
+            return specific
+        return tuple(sorted((*specific, *anything), key=_ordinal))
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The rules of one scope (the platform, or one tenant)."""
+
+    exact: dict[str, _Methods]
+    wildcard: tuple[tuple[StringMatcher, _Methods], ...]
+    anyhost: _Methods
+
+    @classmethod
+    def build(cls, rules: list[Rule]) -> _Scope:
+        exact: dict[str, list[Rule]] = {}
+        wildcard: dict[tuple[str, ...], list[Rule]] = {}
+        anyhost: list[Rule] = []
+        for rule in rules:
+            if not rule.hosts:
+                anyhost.append(rule)
+                continue
+            patterns = tuple(h for h in rule.hosts if "*" in h)
+            for host in rule.hosts:
+                if "*" not in host:
+                    exact.setdefault(host, []).append(rule)
+            if patterns:
+                wildcard.setdefault(patterns, []).append(rule)
+        return cls(
+            {host: _Methods.build(found) for host, found in exact.items()},
+            tuple((StringMatcher.build(p), _Methods.build(r)) for p, r in wildcard.items()),
+            _Methods.build(anyhost),
+        )
+
+    def candidates(self, host: str, method: str) -> list[Rule]:
+        found = list(self.anyhost.get(method))
+        by_host = self.exact.get(host)
+        if by_host is not None:
+            found.extend(by_host.get(method))
+        for matcher, methods in self.wildcard:
+            if matcher.matches(host):
+                found.extend(methods.get(method))
+        return found
+
+
+_EMPTY = _Scope({}, (), _Methods({_ANY: ()}))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleIndex:
+    """All compiled rules of a bundle, indexed for per-request lookup."""
+
+    rules: tuple[Rule, ...]
+    platform: _Scope
+    tenants: dict[str, _Scope]
+    _memo: dict[tuple[str, bool, str, str], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @classmethod
+    def build(cls, rules: Iterable[Rule]) -> RuleIndex:
+        """Index ``rules`` (already in bundle order)."""
+        ordered = tuple(rules)
+        by_tenant: dict[str, list[Rule]] = {}
+        for rule in ordered:
+            by_tenant.setdefault(rule.tenant, []).append(rule)
+        platform = _Scope.build(by_tenant.pop("", []))
+        return cls(ordered, platform, {t: _Scope.build(r) for t, r in by_tenant.items()})
+
+    def candidates(
+        self, tenant: str, platform_only: bool, host: str, method: str
+    ) -> tuple[Rule, ...]:
+        """Rules that may apply, in bundle order: platform rules plus ``tenant``'s."""
+        scope = _EMPTY if platform_only else self.tenants.get(tenant, _EMPTY)
+        key = ("" if scope is _EMPTY else tenant, platform_only, host, method)
+        found = self._memo.get(key)
+        if found is None:
+            rules = self.platform.candidates(host, method)
+            if scope is not _EMPTY:
+                rules.extend(scope.candidates(host, method))
+            found = tuple(sorted({r.ordinal: r for r in rules}.values(), key=_ordinal))
+            if len(self._memo) >= _MEMO_LIMIT:
+                # Hosts and methods come from clients; a bounded memo cannot be grown forever.
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+
+def _ordinal(rule: Rule) -> int:
+    return rule.ordinal
