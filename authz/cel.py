@@ -12,6 +12,7 @@ expression records which variables it reads: a request converts only those.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -97,8 +98,12 @@ class Condition:
         return f"expected a bool, got {kind.name().lower()}"
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_condition(source: str) -> Condition:
-    """Parse and type-check ``source``; raises :class:`CelCompileError`."""
+    """Parse, type-check and warm ``source``; raises :class:`CelCompileError`.
+
+    Identical sources share one program (bundles repeat conditions across tenants).
+    """
     try:
         program = _ENV.compile(source)
     except Exception as exc:
@@ -107,7 +112,11 @@ def compile_condition(source: str) -> Condition:
         raise CelCompileError(
             f"'when' must be a bool expression, this one is {program.return_type().name().lower()}"
         )
-    return Condition(source, program, referenced_variables(source))
+    condition = Condition(source, program, referenced_variables(source))
+    # The first evaluation of a program costs ~100x a later one (lazy set-up in
+    # the engine); pay it at load, not on the first request. Errors are expected.
+    condition.evaluate({})
+    return condition
 
 
 def referenced_variables(source: str) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ def write_key_pair(key_path: Path, jwks_path: Path, kid: str, alg: str) -> None:
     )
     key_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
     jwks_path.parent.mkdir(parents=True, exist_ok=True)
