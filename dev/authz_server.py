@@ -1,0 +1,90 @@
+"""The authz server as a child process: start ``python -m authz serve``, await health, stop.
+
+Readiness is the standard ``grpc.health.v1.Health`` answer ``SERVING``, which the
+server gives once its bundle is loaded. Stopping sends SIGTERM (graceful) first.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dev.ports import LOOPBACK
+
+__all__ = ["AuthzServer", "AuthzServerError", "health_status"]
+
+
+class AuthzServerError(RuntimeError):
+    """The server exited early or did not report SERVING in time."""
+
+
+def health_status(target: str, timeout_s: float = 1.0) -> str | None:
+    """The overall health status name at ``target`` (``"SERVING"``…), or None if unreachable."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        except grpc.RpcError:
+            return None
+    name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return name
+
+
+@dataclass(slots=True)
+class AuthzServer:
+    """``python -m authz serve`` on 127.0.0.1:``port``; restartable (tests stop it)."""
+
+    policies: Path
+    port: int
+    stderr: IO[bytes] | int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def target(self) -> str:
+        """gRPC target ``host:port``."""
+        return f"{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        """Spawn the server (no waiting; see :meth:`wait_serving`)."""
+        if self.running:
+            raise AuthzServerError("authz server already running")
+        argv = [sys.executable, "-m", "authz", "serve"]
+        argv += ["--policies", str(self.policies), "--listen", self.target]
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=self.stderr)
+
+    @property
+    def running(self) -> bool:
+        """True while the child process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def wait_serving(self, timeout_s: float = 30.0) -> None:
+        """Block until health says SERVING; raise :class:`AuthzServerError` otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running:
+                code = None if self.process is None else self.process.returncode
+                raise AuthzServerError(f"authz server exited with status {code}")
+            if health_status(self.target) == "SERVING":
+                return
+            time.sleep(0.1)
+        raise AuthzServerError(f"authz server at {self.target} not SERVING after {timeout_s:g}s")
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; return the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
