@@ -90,11 +90,12 @@ class Condition:
             result = self.program.eval(data=data)
         except Exception as exc:  # the engine's own failures are runtime errors too
             return f"evaluation failed: {exc}"
+        value = result.value()
+        if value is True or value is False:  # cheaper than comparing result.type()
+            return bool(value)
         kind = result.type()
-        if kind == _BOOL:
-            return bool(result.value())
         if kind == _ERROR:
-            return str(result.value())
+            return str(value)
         return f"expected a bool, got {kind.name().lower()}"
 
 

@@ -7,13 +7,14 @@ Everything unexpected is the caller's to turn into a deny (the server does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from authz.decision import Decision, Reason
 from authz.identity.tokens import Token, TokenError, extract_token
 from authz.policy.bundle import Snapshot
+from authz.policy.index import Candidates
 from authz.policy.rules import Action, Rule, Who
 from authz.request import RequestAttributes
 
@@ -70,7 +71,7 @@ class _Evaluation:
         self.would_match: list[str] = []
         self.cel_errors: list[str] = []
 
-    def run(self, rules: tuple[Rule, ...], subject: str) -> Decision:
+    def run(self, rules: Candidates, subject: str) -> Decision:
         def decision(
             reason: Reason, rule: str | None = None, audit: tuple[str, ...] = ()
         ) -> Decision:
@@ -84,21 +85,21 @@ class _Evaluation:
                 tuple(self.cel_errors),
             )
 
-        denied = self.first(rules, Action.DENY)
+        denied = self.first(rules.deny)
         if denied is not None:
             return decision(Reason.DENIED, denied.id)
-        audit = tuple(rule.id for rule in rules if rule.action is Action.AUDIT and self.hit(rule))
-        allowed = self.first(rules, Action.ALLOW)
+        audit = tuple(rule.id for rule in rules.audit if self.hit(rule))
+        allowed = self.first(rules.allow)
         if allowed is not None:
             return decision(Reason.ALLOWED, allowed.id, audit)
-        if self.token is None and any(self.wants_token(rule) for rule in rules):
+        if self.token is None and any(self.wants_token(rule) for rule in rules.allow):
             return decision(Reason.MISSING_TOKEN, audit=audit)
         return decision(Reason.NO_MATCH, audit=audit)
 
-    def first(self, rules: tuple[Rule, ...], action: Action) -> Rule | None:
-        """The first enforced rule of ``action`` that matches; dry-run hits are recorded."""
+    def first(self, rules: tuple[Rule, ...]) -> Rule | None:
+        """The first enforced rule that matches; dry-run hits are recorded on the way."""
         for rule in rules:
-            if rule.action is action and self.hit(rule):
+            if self.hit(rule):
                 return rule
         return None
 
@@ -113,16 +114,26 @@ class _Evaluation:
 
     def matches(self, rule: Rule) -> bool:
         """Every present part of ``rule`` matches; CEL errors fail closed."""
+        # Plain loops rather than any(<generator>): this runs for every candidate
+        # rule of every request, and a generator costs more than the test inside it.
         http = self.request.http
         if http is None and rule.needs_http:
             return False
-        if rule.sources and not any(source.matches(self.who) for source in rule.sources):
-            return False
-        if rule.operations and (
-            http is None
-            or not any(op.matches(http.method, http.path, http.host) for op in rule.operations)
-        ):
-            return False
+        if rule.sources:
+            who = self.who
+            for source in rule.sources:
+                if source.matches(who):
+                    break
+            else:
+                return False
+        if rule.operations:
+            if http is None:
+                return False
+            for operation in rule.operations:
+                if operation.matches(http.method, http.path, http.host):
+                    break
+            else:
+                return False
         if rule.condition is None:
             return True
         result = rule.condition.evaluate(self.cel_data(rule.condition.variables))
@@ -135,7 +146,7 @@ class _Evaluation:
     def wants_token(self, rule: Rule) -> bool:
         """An enforced ALLOW rule for this host/method/path that needs token attributes."""
         http = self.request.http
-        if rule.action is not Action.ALLOW or rule.dry_run or not rule.needs_token:
+        if rule.dry_run or not rule.needs_token:
             return False
         if not rule.operations:
             return True
@@ -176,7 +187,10 @@ def _time(evaluation: _Evaluation) -> datetime | None:
     http = evaluation.request.http
     if http is None:
         return None
-    return http.time or evaluation.now
+    if http.time_ns is None:
+        return evaluation.now
+    seconds, nanos = divmod(http.time_ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
 
 
 def _auth(read: Callable[[Token], Any], empty: Any) -> Callable[[_Evaluation], Any]:
@@ -210,7 +224,7 @@ _VARIABLES: dict[str, Callable[[_Evaluation], Any]] = {
     "source.port": lambda e: e.request.source_port,
     "destination.address": lambda e: e.request.destination_address,
     "destination.port": lambda e: e.request.destination_port,
-    "destination.principal": lambda e: e.request.destination.principal,
+    "destination.principal": lambda e: e.request.destination_principal,
     "tenant": lambda e: e.tenant,
     "context": lambda e: dict(e.request.context),
     "now": lambda e: e.now,

@@ -9,7 +9,7 @@ path is brought to one canonical form before any rule sees it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["NormalisedPath", "normalise_path"]
 
@@ -21,8 +21,7 @@ _FORBIDDEN_ENCODED = frozenset({0x2F, 0x5C, 0x7F, *range(0x20)})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
-@dataclass(frozen=True, slots=True)
-class NormalisedPath:
+class NormalisedPath(NamedTuple):
     """The normalised path, the query string, or the reason the path is refused."""
 
     path: str

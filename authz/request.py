@@ -1,27 +1,28 @@
 """Request attributes: what a decision knows about a request, read once from the CheckRequest.
 
-This is the edge's translation step: protobuf in, plain frozen values out,
+This is the edge's translation step: protobuf in, plain immutable values out,
 with the path normalised and the host canonicalised before any rule runs.
+The types are NamedTuples: immutable like the rest of the core, and cheap to
+build once per request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
-from authz.identity.peers import Peer, parse_principal
+from authz.identity.peers import Peer, istio_form, parse_principal
 from authz.paths import normalise_path
 from authz.policy.matchers import strip_port
 
 __all__ = ["HttpRequest", "RequestAttributes", "from_check_request"]
 
 _NO_PEER = Peer("", "", "")
+_NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """The HTTP part of a check. ``path`` is normalised; '' when refused."""
 
     method: str
@@ -33,23 +34,22 @@ class HttpRequest:
     scheme: str
     protocol: str
     id: str
-    headers: Mapping[str, str]
-    time: datetime | None
+    headers: Mapping[str, str]  # lower-case names
+    time_ns: int | None  # when Envoy saw the request
 
 
-@dataclass(frozen=True, slots=True)
-class RequestAttributes:
+class RequestAttributes(NamedTuple):
     """Everything the engine reads about one request."""
 
     http: HttpRequest | None
     source: Peer = _NO_PEER
     source_address: str = ""
     source_port: int = 0
-    destination: Peer = _NO_PEER
+    destination_principal: str = ""  # Istio form
     destination_address: str = ""
     destination_port: int = 0
     certificate: str = ""
-    context: Mapping[str, str] = field(default_factory=dict)
+    context: Mapping[str, str] = _NO_CONTEXT
 
 
 def from_check_request(message: Any) -> RequestAttributes:
@@ -58,46 +58,44 @@ def from_check_request(message: Any) -> RequestAttributes:
     source, destination = attributes.source, attributes.destination
     source_socket = source.address.socket_address
     destination_socket = destination.address.socket_address
-    http = None
-    if attributes.request.HasField("http"):
-        http = _http(attributes.request)
+    request = attributes.request
     return RequestAttributes(
-        http=http,
-        source=parse_principal(source.principal) if source.principal else _NO_PEER,
-        source_address=source_socket.address,
-        source_port=source_socket.port_value,
-        destination=parse_principal(destination.principal) if destination.principal else _NO_PEER,
-        destination_address=destination_socket.address,
-        destination_port=destination_socket.port_value,
-        certificate=source.certificate,
-        context=dict(attributes.context_extensions),
+        _http(request) if request.HasField("http") else None,
+        parse_principal(source.principal) if source.principal else _NO_PEER,
+        source_socket.address,
+        source_socket.port_value,
+        istio_form(destination.principal),
+        destination_socket.address,
+        destination_socket.port_value,
+        source.certificate,
+        dict(attributes.context_extensions) if attributes.context_extensions else _NO_CONTEXT,
     )
 
 
 def _http(request: Any) -> HttpRequest:
     http = request.http
+    # Envoy sends lower-case names; other callers might not, and a missed
+    # `X-Tenant-Id` would let a tenant header past the isolation guard.
     headers = {key.lower(): value for key, value in http.headers.items()}
     if not headers and http.HasField("header_map"):
         headers = _from_header_map(http.header_map)
     raw_path = http.path or headers.get(":path", "")
-    normalised = normalise_path(raw_path)
-    when = None
+    path, query, problem = normalise_path(raw_path)
+    time_ns = None
     if request.HasField("time"):
-        when = datetime.fromtimestamp(request.time.seconds, UTC).replace(
-            microsecond=request.time.nanos // 1000
-        )
+        time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
     return HttpRequest(
-        method=(http.method or headers.get(":method", "")).upper(),
-        path=normalised.path,
-        raw_path=raw_path,
-        query=normalised.query,
-        path_problem=normalised.problem,
-        host=strip_port(http.host or headers.get(":authority", "")),
-        scheme=http.scheme,
-        protocol=http.protocol,
-        id=http.id,
-        headers=headers,
-        time=when,
+        (http.method or headers.get(":method", "")).upper(),
+        path,
+        raw_path,
+        query,
+        problem,
+        strip_port(http.host or headers.get(":authority", "")),
+        http.scheme,
+        http.protocol,
+        http.id,
+        headers,
+        time_ns,
     )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from typing import Any
 
 from authz._proto.envoy.config.core.v3 import base_pb2
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
@@ -17,6 +17,7 @@ _OK, _INVALID_ARGUMENT, _PERMISSION_DENIED, _UNAUTHENTICATED = 0, 3, 7, 16
 _GRPC_CODE = {400: _INVALID_ARGUMENT, 401: _UNAUTHENTICATED}
 _HTTP_REASON = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_BODY = '{{"error":"{}","reason":"{}","decision_id":"{}"}}'
 _CHALLENGE = {
     Reason.INVALID_TOKEN: 'Bearer error="invalid_token"',
     Reason.REVOKED: 'Bearer error="invalid_token"',
@@ -31,16 +32,16 @@ def check_response(
     request_headers: Mapping[str, str],
 ) -> external_auth_pb2.CheckResponse:
     """The CheckResponse for ``decision``; nothing about rules or claims reaches clients."""
+    # Fields are set in place (not through constructors or Struct.update):
+    # this runs once per Check and that way costs about half.
     response = external_auth_pb2.CheckResponse()
-    metadata = {
-        "decision_id": decision_id,
-        "policy_version": policy_version,
-        "reason": decision.reason.value,
-        "tenant": decision.tenant,
-    }
+    metadata = response.dynamic_metadata.fields
+    metadata["decision_id"].string_value = decision_id
+    metadata["policy_version"].string_value = policy_version
+    metadata["reason"].string_value = decision.reason.value
+    metadata["tenant"].string_value = decision.tenant
     if decision.rule is not None:
-        metadata["rule"] = decision.rule
-    response.dynamic_metadata.update(metadata)
+        metadata["rule"].string_value = decision.rule
     if decision.allowed:
         _allow(response, decision, decision_id, policy_version, request_headers)
     else:
@@ -65,14 +66,12 @@ def _allow(
         ours["x-authz-tenant"] = decision.tenant
     if decision.subject:
         ours["x-authz-subject"] = decision.subject
-    for key, value in ours.items():
-        # Overwrite, never append: a client-sent x-authz-tenant must not survive
-        # next to ours, or an upstream reading the first value could be fooled.
-        ok.headers.add(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
-    spoofed = sorted(
-        name for name in request_headers if name.startswith(HEADER_PREFIX) and name not in ours
-    )
-    ok.headers_to_remove.extend(spoofed)
+    # Overwrite, never append: a client-sent x-authz-tenant must not survive
+    # next to ours, or an upstream reading the first value could be fooled.
+    _set_headers(ok.headers, ours)
+    spoofed = [name for name in request_headers if name.startswith(HEADER_PREFIX)]
+    if spoofed:
+        ok.headers_to_remove.extend(sorted(name for name in spoofed if name not in ours))
 
 
 def _deny(response: external_auth_pb2.CheckResponse, decision: Decision, decision_id: str) -> None:
@@ -85,15 +84,17 @@ def _deny(response: external_auth_pb2.CheckResponse, decision: Decision, decisio
     challenge = _CHALLENGE.get(decision.reason)
     if challenge is not None and status == 401:
         headers["www-authenticate"] = challenge
-    for key, value in headers.items():
-        denied.headers.add(
-            header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
-        )
-    denied.body = json.dumps(
-        {
-            "error": _HTTP_REASON.get(status, "Forbidden"),
-            "reason": decision.reason.value,
-            "decision_id": decision_id,
-        },
-        separators=(",", ":"),
+    _set_headers(denied.headers, headers)
+    # Every value comes from a fixed vocabulary (no quotes, no backslashes), so
+    # formatting is safe and cheaper than json.dumps; tests parse it as JSON.
+    denied.body = _BODY.format(
+        _HTTP_REASON.get(status, "Forbidden"), decision.reason.value, decision_id
     )
+
+
+def _set_headers(options: Any, headers: dict[str, str]) -> None:
+    for key, value in headers.items():
+        option = options.add()
+        option.header.key = key
+        option.header.value = value
+        option.append_action = _OVERWRITE

@@ -8,16 +8,18 @@ it is plain string splitting, no regular expressions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Peer", "istio_form", "parse_principal"]
 
 _SPIFFE = "spiffe://"
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """A caller's principal in Istio form and the namespace/service account in it."""
+class Peer(NamedTuple):
+    """A caller's principal in Istio form and the namespace/service account in it.
+
+    A NamedTuple rather than a frozen dataclass: equally immutable, built per
+    request, and about five times cheaper to construct."""
 
     principal: str  # "<trust-domain>/ns/<ns>/sa/<sa>"; "" when unknown
     namespace: str

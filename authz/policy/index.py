@@ -10,14 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from authz.policy.matchers import StringMatcher
-from authz.policy.rules import Rule
+from authz.policy.rules import Action, Rule
 
-__all__ = ["RuleIndex"]
+__all__ = ["Candidates", "RuleIndex"]
 
 _ANY = "*"  # bucket of rules that match every method
 _MEMO_LIMIT = 4096
+
+
+class Candidates(NamedTuple):
+    """The rules that may apply to one request, by action, each in bundle order."""
+
+    deny: tuple[Rule, ...]
+    audit: tuple[Rule, ...]
+    allow: tuple[Rule, ...]
+
+    @property
+    def all(self) -> tuple[Rule, ...]:
+        """Every candidate, in bundle order."""
+        return tuple(sorted((*self.deny, *self.audit, *self.allow), key=_ordinal))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +109,7 @@ class RuleIndex:
     rules: tuple[Rule, ...]
     platform: _Scope
     tenants: dict[str, _Scope]
-    _memo: dict[tuple[str, bool, str, str], tuple[Rule, ...]] = field(
+    _memo: dict[tuple[str, bool, str, str], Candidates] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -109,9 +123,7 @@ class RuleIndex:
         platform = _Scope.build(by_tenant.pop("", []))
         return cls(ordered, platform, {t: _Scope.build(r) for t, r in by_tenant.items()})
 
-    def candidates(
-        self, tenant: str, platform_only: bool, host: str, method: str
-    ) -> tuple[Rule, ...]:
+    def candidates(self, tenant: str, platform_only: bool, host: str, method: str) -> Candidates:
         """Rules that may apply, in bundle order: platform rules plus ``tenant``'s."""
         scope = _EMPTY if platform_only else self.tenants.get(tenant, _EMPTY)
         key = ("" if scope is _EMPTY else tenant, platform_only, host, method)
@@ -120,7 +132,12 @@ class RuleIndex:
             rules = self.platform.candidates(host, method)
             if scope is not _EMPTY:
                 rules.extend(scope.candidates(host, method))
-            found = tuple(sorted({r.ordinal: r for r in rules}.values(), key=_ordinal))
+            ordered = sorted({r.ordinal: r for r in rules}.values(), key=_ordinal)
+            found = Candidates(
+                tuple(r for r in ordered if r.action is Action.DENY),
+                tuple(r for r in ordered if r.action is Action.AUDIT),
+                tuple(r for r in ordered if r.action is Action.ALLOW),
+            )
             if len(self._memo) >= _MEMO_LIMIT:
                 # Hosts and methods come from clients; a bounded memo cannot be grown forever.
                 self._memo.clear()

@@ -73,8 +73,12 @@ class StringMatcher:
             return True
         return any(template.match(value) for template in self.templates)
 
-    def matches_any(self, values: Iterable[str]) -> bool:
+    def matches_any(self, values: tuple[str, ...]) -> bool:
         """True when one of ``values`` matches (roles, audiences)."""
+        if not self.exact.isdisjoint(values):
+            return True
+        if not (self.present or self.prefixes or self.suffixes or self.templates):
+            return False
         return any(self.matches(value) for value in values)
 
 
