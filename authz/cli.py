@@ -158,6 +158,8 @@ def _check(args: argparse.Namespace) -> int:
     try:
         now = _parse_time(args.now) if args.now else datetime.now(UTC)
         text = sys.stdin.read() if str(args.request) == "-" else args.request.read_text()
+        if not isinstance(json.loads(text), dict):
+            raise ValueError(f"{args.request}: a CheckRequest must be a JSON object")
         message = json_format.Parse(text, external_auth_pb2.CheckRequest())
     except (OSError, ValueError, json_format.ParseError) as exc:
         print(f"authz check: {exc}", file=sys.stderr)

@@ -31,9 +31,8 @@ class NormalisedPath(NamedTuple):
 
 def normalise_path(raw: str) -> NormalisedPath:
     """Normalise the path component of ``raw`` (which may carry ``?query#fragment``)."""
-    path, _, query = raw.partition("?")
-    path, _, _ = path.partition("#")
-    query = query.partition("#")[0]
+    without_fragment = raw.partition("#")[0]
+    path, _, query = without_fragment.partition("?")
     if not path.startswith("/"):
         return NormalisedPath("", query, "path must start with '/'")
     if _CONTROL.search(path):

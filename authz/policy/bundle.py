@@ -12,14 +12,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Any
 
 from authz.errors import BundleError, PolicyError
 from authz.identity.tokens import HeaderSource, Issuer, TokenVerifier, header_sources
 from authz.policy.index import RuleIndex
 from authz.policy.issuers import compile_issuer
 from authz.policy.reader import Reader
-from authz.policy.rules import NAME, Rule, compile_policy
+from authz.policy.rules import NAME, NAME_RULE, Rule, compile_policy
 from authz.policy.source import Document, parse_documents
 from authz.policy.tenancy import Tenancy, compile_tenancy
 
@@ -146,11 +145,12 @@ class _Compiler:
             if field not in top:
                 reader.error((), f"missing required field {field!r}")
                 return
-        name = self._name(reader, kind, top["metadata"])
-        if name is None:
-            return
+        name = self._name(reader, kind)
         if kind == "Policy":
-            self.rules.extend(compile_policy(document, self.errors, len(self.rules)))
+            # Compiled even without a valid name, so that all its errors are reported.
+            self.rules.extend(compile_policy(document, self.errors, len(self.rules), name))
+        elif name is None:
+            return
         elif kind == "Issuer":
             self._issuer(document, reader, name)
         elif kind == "Tenancy":
@@ -162,16 +162,17 @@ class _Compiler:
         elif reader.mapping(("spec",), ("now", "cases"), ("cases",)) is None:
             return  # PolicyTest: run by the test runner, not by the server
 
-    def _name(self, reader: Reader, kind: str, metadata: Any) -> str | None:
-        """The document's name, unique per kind (Policy metadata is checked by its compiler)."""
-        if kind != "Policy":
-            if reader.mapping(("metadata",), ("name",), ("name",)) is None:
-                return None
-            name = reader.string(("metadata", "name")) if "name" in metadata else None
-            if name is not None and not NAME.match(name):
-                reader.error(("metadata", "name"), "must be a lower-case DNS-style name")
-        name = metadata.get("name") if isinstance(metadata, dict) else None
-        if not isinstance(name, str) or not name:
+    def _name(self, reader: Reader, kind: str) -> str | None:
+        """The document's valid name, unique per kind; None (with errors) otherwise."""
+        allowed = ("name", "tenant") if kind == "Policy" else ("name",)
+        metadata = reader.mapping(("metadata",), allowed, ("name",))
+        if metadata is None or "name" not in metadata:
+            return None
+        name = reader.string(("metadata", "name"))
+        if name is None:
+            return None
+        if not NAME.match(name):
+            reader.error(("metadata", "name"), NAME_RULE)
             return None
         if (kind, name) in self.names:
             first = self.names[(kind, name)]

@@ -15,6 +15,7 @@ __all__ = [
     "compile_path_template",
     "host_pattern",
     "path_template_problem",
+    "pattern_problem",
     "strip_port",
 ]
 
@@ -82,6 +83,19 @@ class StringMatcher:
         return any(self.matches(value) for value in values)
 
 
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not exact, ``prefix*``, ``*suffix`` or ``*``; None when it is.
+
+    ``a*b`` or ``*x*`` would otherwise be read as a literal and silently never
+    match, which inside a ``not…`` field quietly widens access.
+    """
+    if pattern == "*" or "*" not in pattern:
+        return None
+    if pattern.count("*") == 1 and (pattern.startswith("*") or pattern.endswith("*")):
+        return None
+    return "'*' may only be the whole value, its first or its last character"
+
+
 def path_template_problem(template: str) -> str | None:
     """Why ``template`` is not a valid path template, or None when it is."""
     if not template.startswith("/"):
@@ -132,7 +146,8 @@ def host_pattern(template: str, named: str) -> re.Pattern[str]:
 def strip_port(host: str) -> str:
     """Lower-case ``host`` without its ``:port`` (IPv6 literals keep their brackets)."""
     host = host.lower()
-    if host.startswith("["):
+    if host.count(":") > 1 and not host.startswith("["):
+        return host  # a bare IPv6 literal has no port to strip
         end = host.find("]")
         return host[: end + 1] if end != -1 else host
     colon = host.rfind(":")

@@ -14,13 +14,19 @@ from typing import Any, NamedTuple
 from authz.cel import CelCompileError, Condition, compile_condition
 from authz.errors import PolicyError
 from authz.identity.peers import istio_form
-from authz.policy.matchers import StringMatcher, path_template_problem, strip_port
+from authz.policy.matchers import (
+    StringMatcher,
+    path_template_problem,
+    pattern_problem,
+    strip_port,
+)
 from authz.policy.reader import Reader
 from authz.policy.source import Document, Path
 
-__all__ = ["NAME", "Action", "Operation", "Rule", "Source", "Who", "compile_policy"]
+__all__ = ["NAME", "NAME_RULE", "Action", "Operation", "Rule", "Source", "Who", "compile_policy"]
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?\Z")
+NAME_RULE = "must be lower-case letters, digits, '-', '.' or '_' (max 253)"
 
 # field -> (slot in Who, negated, how patterns are normalised)
 _SOURCE_FIELDS: dict[str, tuple[int, bool, Any]] = {
@@ -134,21 +140,27 @@ class Rule:
         return frozenset(found)
 
 
-def compile_policy(document: Document, errors: list[PolicyError], first: int) -> list[Rule]:
-    """Compile one Policy document; rule ordinals start at ``first``."""
+def compile_policy(
+    document: Document, errors: list[PolicyError], first: int, name: str | None
+) -> list[Rule]:
+    """Compile one Policy document (its metadata.name checked by the caller).
+
+    Rule ordinals start at ``first``.
+    """
     reader = Reader(document, errors)
-    meta = reader.mapping(("metadata",), ("name", "tenant"), ("name",)) or {}
+    meta = document.value.get("metadata")
     spec = reader.mapping(("spec",), ("hosts", "rules"), ("rules",)) or {}
-    name = _name(reader, ("metadata", "name"), meta)
-    tenant = _name(reader, ("metadata", "tenant"), meta) if "tenant" in meta else ""
+    tenant = ""
+    if isinstance(meta, dict) and "tenant" in meta:
+        tenant = _name(reader, ("metadata", "tenant"), meta) or ""
     hosts: tuple[str, ...] = ()
     if "hosts" in spec:
-        hosts = tuple(strip_port(h) for h in reader.strings(("spec", "hosts")) or ())
+        hosts = tuple(strip_port(h) for h in _patterns(reader, ("spec", "hosts")) or ())
     rules: list[Rule] = []
     seen: set[str] = set()
     for index in reader.items(("spec", "rules")) if "rules" in spec else ():
         path: Path = ("spec", "rules", index)
-        rule = _rule(reader, path, name or "?", tenant or "", hosts, first + len(rules))
+        rule = _rule(reader, path, name or "?", tenant, hosts, first + len(rules))
         if rule is None:
             continue
         rule_name = rule.id.split("/", 1)[1]
@@ -164,7 +176,7 @@ def _name(reader: Reader, path: Path, meta: dict[str, Any]) -> str | None:
         return None
     value = reader.string(path)
     if value is not None and not NAME.match(value):
-        reader.error(path, "must be lower-case letters, digits, '-', '.' or '_' (max 253)")
+        reader.error(path, NAME_RULE)
         return None
     return value
 
@@ -220,7 +232,7 @@ def _source(reader: Reader, path: Path) -> Source | None:
     checks = []
     for field, (slot, negated, normalise) in _SOURCE_FIELDS.items():
         if field in spec:
-            values = reader.strings((*path, field))
+            values = _patterns(reader, (*path, field))
             if values is not None:
                 checks.append((slot, negated, StringMatcher.build(values, normalise)))
     authenticated = reader.boolean((*path, "authenticated")) if "authenticated" in spec else None
@@ -236,7 +248,10 @@ def _operation(reader: Reader, path: Path) -> Operation | None:
     found: dict[str, tuple[str, ...]] = {}
     for field in _OPERATION_FIELDS:
         if field in spec:
-            found[field] = reader.strings((*path, field)) or ()
+            if field.endswith("aths"):
+                found[field] = reader.strings((*path, field)) or ()
+            else:
+                found[field] = _patterns(reader, (*path, field)) or ()
     for field in ("methods", "notMethods"):
         for index, method in enumerate(found.get(field, ())):
             if method != method.upper():
@@ -270,9 +285,19 @@ def _operation(reader: Reader, path: Path) -> Operation | None:
 def _path_problem(value: str) -> str | None:
     if "{" in value or "}" in value:
         return path_template_problem(value)
-    if value == "*" or value.startswith("/") or value.startswith("*"):
-        return None
-    return "a path must start with '/' (or be '*', 'prefix*' or '*suffix')"
+    if not (value.startswith("/") or value.startswith("*")):
+        return "a path must start with '/' (or be '*', 'prefix*' or '*suffix')"
+    return pattern_problem(value)
+
+
+def _patterns(reader: Reader, path: Path) -> tuple[str, ...] | None:
+    """A non-empty list of Istio patterns (exact, prefix*, *suffix, *)."""
+    values = reader.strings(path)
+    for index, value in enumerate(values or ()):
+        problem = pattern_problem(value)
+        if problem:
+            reader.error((*path, index), problem)
+    return values
 
 
 def _condition(reader: Reader, path: Path) -> Condition | None:

@@ -93,9 +93,11 @@ def _target(reader: Reader, path: Path) -> Target | None:
             reader.error((*path, field), "{tenant} must be one whole DNS label of a host name")
             return None
         return Target(host=host_pattern(value, "tenant"))
-    problem = path_template_problem(value.replace(_PLACEHOLDER, "{*}"))
-    if problem is None and f"/{_PLACEHOLDER}/" not in value + "/":
+    problem = None
+    if f"/{_PLACEHOLDER}/" not in value + "/":
         problem = "{tenant} must be one whole path segment"
+    else:
+        problem = path_template_problem(value.replace(_PLACEHOLDER, "{*}"))
     if problem is not None:
         reader.error((*path, field), problem)
         return None
