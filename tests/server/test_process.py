@@ -1,0 +1,114 @@
+"""`python -m authz serve` as a real process: refusing a broken bundle, draining on SIGTERM."""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
+from tests.engine.checks import check_request
+
+SERVING_ON = re.compile(r"serving on 127\.0\.0\.1:(\d+)")
+
+
+def _serve(bundle: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "authz", "serve", "--policies", str(bundle), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class _Lines:
+    """The stderr lines of a process, read on a thread so waiting can time out."""
+
+    def __init__(self, stream: Iterator[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def _pump(self, stream: Iterator[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 15) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no {pattern.pattern!r} in:\n{''.join(self.seen)}")
+
+
+@pytest.fixture
+def broken_bundle(tmp_path: Path) -> Path:
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: authz/v1\nkind: Policy\nmetadata: {name: p}\n"
+        "spec:\n  rules:\n    - name: r\n      action: deny\n      to: [{methods: [get]}]\n"
+    )
+    return tmp_path
+
+
+def test_serve_refuses_a_broken_bundle(broken_bundle: Path) -> None:
+    with _serve(broken_bundle, "--listen", "127.0.0.1:0") as process:
+        try:
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 2
+    assert "p.yaml:7:15: spec.rules[0].action: must be ALLOW, DENY or AUDIT" in stderr
+    assert "p.yaml:8:23: spec.rules[0].to[0].methods[0]: methods are upper case" in stderr
+    assert "2 error(s)" in stderr
+    assert "serving on" not in stderr
+
+
+def test_sigterm_drains_then_exits_0(bundle: Path) -> None:
+    with _serve(bundle, "--listen", "127.0.0.1:0", "--grace", "1") as process:
+        try:
+            assert process.stderr is not None
+            lines = _Lines(process.stderr)
+            port = int(lines.wait_for(SERVING_ON).group(1))
+            sent = _drain_while_watching(port, process)
+            assert process.wait(timeout=15) == 0
+            assert time.monotonic() - sent >= 0.5  # the open Watch held the drain
+            lines.wait_for(re.compile(r"\bstopped\b"))
+            lines.reader.join(timeout=5)
+        finally:
+            process.kill()
+
+
+def _drain_while_watching(port: int, process: subprocess.Popen[str]) -> float:
+    """Check once, open a health Watch, SIGTERM; the Watch sees NOT_SERVING, then ends."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        allowed = external_auth_pb2_grpc.AuthorizationStub(channel).Check(
+            check_request(path="/healthz"), timeout=5
+        )
+        assert allowed.status.code == 0
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=15
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert process.poll() is None  # still draining
+        with pytest.raises(grpc.RpcError):
+            next(watch)
+    return sent
