@@ -30,6 +30,7 @@ _STATUS = {
     Reason.BAD_PATH: 400,
     Reason.INVALID_TOKEN: 401,
     Reason.MISSING_TOKEN: 401,
+    Reason.REVOKED: 401,  # a revoked token; a revoked workload sets http_status=403
 }
 
 
@@ -46,6 +47,7 @@ class Decision(NamedTuple):
     audit: tuple[str, ...] = ()
     cel_errors: tuple[str, ...] = ()
     detail: str = ""
+    http_status: int = 0  # 0: the reason's usual status; `revoked` is 401 or 403
 
     @property
     def allowed(self) -> bool:
@@ -55,7 +57,7 @@ class Decision(NamedTuple):
     @property
     def status(self) -> int:
         """The HTTP status the client sees."""
-        return _STATUS.get(self.reason, 403)
+        return self.http_status or _STATUS.get(self.reason, 403)
 
     def as_json(self, decision_id: str, policy_version: str) -> dict[str, Any]:
         """The decision as data (spec §8): `authz check` output, audit records, tests."""

@@ -12,9 +12,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from authz.decision import Decision, Reason
+from authz.identity.peers import certificate_serial
 from authz.identity.tokens import Token, TokenError, extract_token
 from authz.policy.bundle import Snapshot
 from authz.policy.index import Candidates
+from authz.policy.revocations import Revocations
 from authz.policy.rules import Action, Rule, Who
 from authz.request import RequestAttributes
 
@@ -26,16 +28,21 @@ def decide(snapshot: Snapshot, request: RequestAttributes, now: datetime) -> Dec
     http = request.http
     if http is not None and http.path_problem is not None:
         return Decision(Reason.BAD_PATH, detail=http.path_problem)
-    token: Token | None = None
     raw_token = extract_token(http.headers, snapshot.token_sources) if http else None
-    if raw_token is not None:
-        verified = snapshot.tokens.verify(raw_token, now.timestamp())
-        if isinstance(verified, TokenError):
-            return Decision(Reason.INVALID_TOKEN, detail=verified.detail)
-        token = verified
+    verified = None if raw_token is None else snapshot.tokens.verify(raw_token, now.timestamp())
+    token = verified if isinstance(verified, Token) else None
     subject = token.subject if token else ""
     own = token.tenant if token else ""
     target = snapshot.tenancy.target(http.path, http.host, http.headers) if http else ""
+    for lockdown in snapshot.lockdowns:
+        if lockdown.covers(target or own, http.path if http else "", request.source.principal, now):
+            detail = f"lockdown {lockdown.name}: {lockdown.reason}"
+            return Decision(Reason.LOCKDOWN, tenant=target or own, subject=subject, detail=detail)
+    if isinstance(verified, TokenError):
+        return Decision(Reason.INVALID_TOKEN, detail=verified.detail)
+    revoked = _revoked(snapshot.revocations, token, request)
+    if revoked is not None:
+        return revoked
     platform_only = False
     if target and own and target != own:
         # A platform role may act across tenants, but then only platform policies
@@ -47,6 +54,25 @@ def decide(snapshot: Snapshot, request: RequestAttributes, now: datetime) -> Dec
     method, host = (http.method, http.host) if http else ("", "")
     rules = snapshot.rules.candidates(tenant, platform_only, host, method)
     return _Evaluation(request, token, tenant, now).run(rules, subject)
+
+
+def _revoked(
+    revocations: Revocations, token: Token | None, request: RequestAttributes
+) -> Decision | None:
+    """Step 4's revocation check: a revoked token is 401, a revoked workload 403."""
+    if token is not None and (
+        token.claims.get("jti") in revocations.token_ids or token.principal in revocations.subjects
+    ):
+        return Decision(Reason.REVOKED, subject=token.subject, detail="token revoked")
+    if request.source.principal in revocations.principals:
+        return Decision(Reason.REVOKED, detail="workload revoked", http_status=403)
+    if revocations.serials and request.certificate:
+        serial = certificate_serial(request.certificate)
+        if serial is None or serial in revocations.serials:
+            # An unreadable certificate cannot be shown not to be revoked.
+            why = "peer certificate unreadable" if serial is None else "certificate revoked"
+            return Decision(Reason.REVOKED, detail=why, http_status=403)
+    return None
 
 
 class _Evaluation:

@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, json_format, struct_pb2  # type: ignore[import-untyped]
-from google.protobuf.internal import api_implementation  # type: ignore[import-untyped]
+from google.protobuf import any_pb2, json_format, struct_pb2
+from google.protobuf.internal import api_implementation
 
 from authz._proto.envoy.config.core.v3 import address_pb2, base_pb2
 from authz._proto.envoy.service.auth.v3 import (
@@ -142,7 +142,7 @@ def our_header(
 ) -> Any:
     option = base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=key, value=value, raw_value=raw),
-        append_action=base_pb2.HeaderValueOption.HeaderAppendAction.Value(action),
+        append_action=base_pb2.HeaderValueOption.HeaderAppendAction.Value(action),  # type: ignore[arg-type]
         keep_empty_value=keep_empty,
     )
     if append is not None:

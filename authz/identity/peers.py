@@ -8,9 +8,13 @@ it is plain string splitting, no regular expressions.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
+from urllib.parse import unquote
 
-__all__ = ["Peer", "istio_form", "parse_principal"]
+from cryptography import x509
+
+__all__ = ["Peer", "certificate_serial", "istio_form", "parse_principal"]
 
 _SPIFFE = "spiffe://"
 
@@ -39,3 +43,17 @@ def parse_principal(value: str) -> Peer:
     if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa" and all(parts):
         return Peer(principal=principal, namespace=parts[2], service_account=parts[4])
     return Peer(principal=principal, namespace="", service_account="")
+
+
+@functools.lru_cache(maxsize=1024)
+def certificate_serial(encoded_pem: str) -> str | None:
+    """The serial number (lower-case hex) of Envoy's URL-encoded PEM peer certificate.
+
+    None when it cannot be read. Cached: the same few workload certificates
+    come back on every request until they rotate.
+    """
+    try:
+        certificate = x509.load_pem_x509_certificate(unquote(encoded_pem).encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return format(certificate.serial_number, "x")

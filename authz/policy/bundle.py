@@ -17,7 +17,9 @@ from authz.errors import BundleError, PolicyError
 from authz.identity.tokens import HeaderSource, Issuer, TokenVerifier, header_sources
 from authz.policy.index import RuleIndex
 from authz.policy.issuers import compile_issuer
+from authz.policy.lockdown import Lockdown, compile_lockdown
 from authz.policy.reader import Reader
+from authz.policy.revocations import Revocations, compile_revocations
 from authz.policy.rules import NAME, NAME_RULE, Rule, compile_policy
 from authz.policy.source import Document, parse_documents
 from authz.policy.tenancy import Tenancy, compile_tenancy
@@ -26,7 +28,6 @@ __all__ = ["API_VERSION", "KINDS", "Snapshot", "load_bundle"]
 
 API_VERSION = "authz/v1"
 KINDS = ("Policy", "Issuer", "Tenancy", "Revocations", "Lockdown", "PolicyTest")
-_NOT_YET = {"Revocations", "Lockdown"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class Snapshot:
     token_sources: tuple[HeaderSource, ...]
     tokens: TokenVerifier
     files: tuple[str, ...]
+    lockdowns: tuple[Lockdown, ...]
+    revocations: Revocations
 
 
 def load_bundle(root: str | os.PathLike[str], *, token_cache_size: int = 10_000) -> Snapshot:
@@ -81,6 +84,8 @@ def load_bundle(root: str | os.PathLike[str], *, token_cache_size: int = 10_000)
         token_sources=header_sources(issuers),
         tokens=TokenVerifier(issuers, cache_size=token_cache_size),
         files=tuple(sorted(contents)),
+        lockdowns=tuple(compiled.lockdowns),
+        revocations=compiled.revocations,
     )
 
 
@@ -124,6 +129,8 @@ class _Compiler:
         self.rules: list[Rule] = []
         self.issuers: list[Issuer] = []
         self.tenancy: Tenancy | None = None
+        self.lockdowns: list[Lockdown] = []
+        self.revocations = Revocations()
         self.names: dict[tuple[str, str], str] = {}
         self.issuer_urls: dict[str, str] = {}
 
@@ -157,8 +164,12 @@ class _Compiler:
             if self.tenancy is not None:
                 reader.error(("kind",), "a bundle holds at most one Tenancy")
             self.tenancy = compile_tenancy(document, self.errors)
-        elif kind in _NOT_YET:
-            reader.error(("kind",), f"kind {kind} is not supported by this server version")
+        elif kind == "Lockdown":
+            lockdown = compile_lockdown(document, self.errors, name)
+            if lockdown is not None:
+                self.lockdowns.append(lockdown)
+        elif kind == "Revocations":
+            self.revocations = self.revocations.merge(compile_revocations(document, self.errors))
         elif reader.mapping(("spec",), ("now", "cases"), ("cases",)) is None:
             return  # PolicyTest: run by the test runner, not by the server
 

@@ -433,14 +433,12 @@ spec:
 OPEN = "apiVersion: authz/v1\nkind: Policy\nmetadata: {name: open}\nspec:\n  rules: [{name: all}]\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kind Lockdown (spec §3b, §5 step 3) is refused")
 def test_lockdown(tmp_path: Path, key: SigningKey) -> None:
     snapshot = compile_bundle(tmp_path, {"open.yaml": OPEN, "lockdown.yaml": LOCKDOWN}, key)
     assert decide(snapshot, attributes(path="/x"), NOW).reason is Reason.LOCKDOWN
     assert decide(snapshot, attributes(path="/healthz"), NOW).reason is Reason.ALLOWED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kind Revocations (spec §3a, §5 step 4) is refused")
 def test_revocations(tmp_path: Path, key: SigningKey) -> None:
     files = {"i.yaml": ISSUER_YAML, "open.yaml": OPEN, "revoked.yaml": REVOCATIONS}
     snapshot = compile_bundle(tmp_path, files, key)

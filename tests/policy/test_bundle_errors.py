@@ -652,9 +652,6 @@ def test_policy_error_format() -> None:
     assert str(PolicyError("p.yaml", 1, 1, "", "bad")) == "p.yaml:1:1: bad"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: kinds Revocations and Lockdown (spec §1, §3a, §3b) are refused"
-)
 @pytest.mark.parametrize("kind", ["Revocations", "Lockdown"], ids=["revocations", "lockdown"])
 def test_spec_kinds_load(tmp_path: Path, key: SigningKey, kind: str) -> None:
     """§1 lists Revocations and Lockdown as kinds of a bundle: they must load."""
