@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import random
 import time
 from typing import Any, NamedTuple
 
@@ -79,7 +80,12 @@ _PAIRS = [first + second for first in _CROCKFORD for second in _CROCKFORD]  # 10
 _SHIFTS = range(120, -1, -10)
 
 
+# Decision ids must be unique, not secret (clients see them): a generator seeded
+# from the OS once per process saves a getrandom() system call per request.
+_random = random.Random(os.urandom(32))
+
+
 def new_decision_id() -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base-32 characters."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])

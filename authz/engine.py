@@ -51,8 +51,10 @@ def decide(snapshot: Snapshot, request: RequestAttributes, now: datetime) -> Dec
             return Decision(Reason.CROSS_TENANT, tenant=target, subject=subject)
         platform_only = True
     tenant = target or own
-    method, host = (http.method, http.host) if http else ("", "")
-    rules = snapshot.rules.candidates(tenant, platform_only, host, method)
+    if http is None:
+        rules = snapshot.rules.candidates(tenant, platform_only, "", "")
+    else:
+        rules = snapshot.rules.candidates(tenant, platform_only, http.host, http.method, http.path)
     return _Evaluation(request, token, tenant, now).run(rules, subject)
 
 
@@ -98,35 +100,39 @@ class _Evaluation:
         self.cel_errors: list[str] = []
 
     def run(self, rules: Candidates, subject: str) -> Decision:
-        def decision(
-            reason: Reason, rule: str | None = None, audit: tuple[str, ...] = ()
-        ) -> Decision:
-            return Decision(
-                reason,
-                rule,
-                self.tenant,
-                subject,
-                tuple(self.would_match),
-                audit,
-                tuple(self.cel_errors),
-            )
-
         denied = self.first(rules.deny)
         if denied is not None:
-            return decision(Reason.DENIED, denied.id)
-        audit = tuple(rule.id for rule in rules.audit if self.hit(rule))
+            return self.decision(Reason.DENIED, subject, denied.id)
+        audit = tuple(rule.id for rule in rules.audit if self.hit(rule)) if rules.audit else ()
         allowed = self.first(rules.allow)
         if allowed is not None:
-            return decision(Reason.ALLOWED, allowed.id, audit)
+            return self.decision(Reason.ALLOWED, subject, allowed.id, audit)
         if self.token is None and any(self.wants_token(rule) for rule in rules.allow):
-            return decision(Reason.MISSING_TOKEN, audit=audit)
-        return decision(Reason.NO_MATCH, audit=audit)
+            return self.decision(Reason.MISSING_TOKEN, subject, None, audit)
+        return self.decision(Reason.NO_MATCH, subject, None, audit)
+
+    def decision(
+        self, reason: Reason, subject: str, rule: str | None, audit: tuple[str, ...] = ()
+    ) -> Decision:
+        """The outcome, with what was recorded on the way."""
+        return Decision(
+            reason,
+            rule,
+            self.tenant,
+            subject,
+            tuple(self.would_match),
+            audit,
+            tuple(self.cel_errors),
+        )
 
     def first(self, rules: tuple[Rule, ...]) -> Rule | None:
         """The first enforced rule that matches; dry-run hits are recorded on the way."""
+        matches = self.matches
         for rule in rules:
-            if self.hit(rule):
-                return rule
+            if matches(rule):
+                if not rule.dry_run:
+                    return rule
+                self.would_match.append(rule.id)
         return None
 
     def hit(self, rule: Rule) -> bool:
@@ -140,26 +146,14 @@ class _Evaluation:
 
     def matches(self, rule: Rule) -> bool:
         """Every present part of ``rule`` matches; CEL errors fail closed."""
-        # Plain loops rather than any(<generator>): this runs for every candidate
-        # rule of every request, and a generator costs more than the test inside it.
+        # `from` and `to` are compiled functions (policy/codegen.py): this runs for
+        # every candidate rule of every request.
         http = self.request.http
-        if http is None and rule.needs_http:
+        if http is None:
+            if rule.needs_http or not rule.match_from(self.who):
+                return False
+        elif not (rule.match_from(self.who) and rule.match_to(http.method, http.path, http.host)):
             return False
-        if rule.sources:
-            who = self.who
-            for source in rule.sources:
-                if source.matches(who):
-                    break
-            else:
-                return False
-        if rule.operations:
-            if http is None:
-                return False
-            for operation in rule.operations:
-                if operation.matches(http.method, http.path, http.host):
-                    break
-            else:
-                return False
         if rule.condition is None:
             return True
         result = rule.condition.evaluate(self.cel_data(rule.condition.variables))
@@ -176,9 +170,7 @@ class _Evaluation:
             return False
         if not rule.operations:
             return True
-        return http is not None and any(
-            op.matches(http.method, http.path, http.host) for op in rule.operations
-        )
+        return http is not None and rule.match_to(http.method, http.path, http.host)
 
     def cel_data(self, names: tuple[str, ...]) -> dict[str, Any]:
         """The CEL variables ``names``, each converted at most once per request."""
@@ -236,7 +228,7 @@ _VARIABLES: dict[str, Callable[[_Evaluation], Any]] = {
     "request.scheme": _http("scheme"),
     "request.protocol": _http("protocol"),
     "request.id": _http("id"),
-    "request.headers": _http("headers"),
+    "request.headers": lambda e: None if e.request.http is None else dict(e.request.http.headers),
     "request.time": _time,
     "request.auth.claims": _auth(lambda t: t.claims, {}),
     "request.auth.principal": _auth(lambda t: t.principal, ""),

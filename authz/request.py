@@ -74,10 +74,15 @@ def from_check_request(message: Any) -> RequestAttributes:
 
 def _http(request: Any) -> HttpRequest:
     http = request.http
-    # Envoy sends lower-case names; other callers might not, and a missed
-    # `X-Tenant-Id` would let a tenant header past the isolation guard.
-    headers = {key.lower(): value for key, value in http.headers.items()}
-    if not headers and http.HasField("header_map"):
+    # Envoy reports names lower-case, so the protobuf map itself (a read-only
+    # Mapping) usually serves as is: most requests look up two or three names.
+    # Otherwise the names are lower-cased, so that `X-Tenant-Id` cannot slip
+    # past a lookup of `x-tenant-id`.
+    headers: Mapping[str, str] = http.headers
+    names = "".join(headers)
+    if names and not names.islower():
+        headers = {key.lower(): value for key, value in headers.items()}
+    elif not names and http.HasField("header_map"):
         headers = _from_header_map(http.header_map)
     raw_path = http.path or headers.get(":path", "")
     path, query, problem = normalise_path(raw_path)

@@ -30,8 +30,9 @@ def check_response(
     decision_id: str,
     policy_version: str,
     request_headers: Mapping[str, str],
-) -> external_auth_pb2.CheckResponse:
-    """The CheckResponse for ``decision``; nothing about rules or claims reaches clients."""
+) -> bytes:
+    """The serialised CheckResponse for ``decision``; nothing about rules or claims
+    reaches clients (the rule id goes to Envoy's dynamic metadata only)."""
     # Fields are set in place (not through constructors or Struct.update):
     # this runs once per Check and that way costs about half.
     response = external_auth_pb2.CheckResponse()
@@ -46,7 +47,8 @@ def check_response(
         _allow(response, decision, decision_id, policy_version, request_headers)
     else:
         _deny(response, decision, decision_id)
-    return response
+    encoded: bytes = response.SerializeToString()
+    return encoded
 
 
 def _allow(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 CHECK_METHOD = f"/{SERVICE_NAME}/Check"
 _log = logging.getLogger("authz.server")
 _CheckRequest = external_auth_pb2.CheckRequest
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class AuthorizationService:
@@ -49,18 +50,17 @@ class AuthorizationService:
         except DecodeError:
             _log.warning("refused a malformed CheckRequest (%d bytes)", len(payload))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed CheckRequest")
-        response: bytes = self.respond(message).SerializeToString()
-        return response
+        return self.respond(message)
 
-    def respond(self, message: Any) -> external_auth_pb2.CheckResponse:
-        """Decide ``message`` and build the response; never raises, never allows on error."""
+    def respond(self, message: Any) -> bytes:
+        """Decide ``message``; the serialised CheckResponse. Never raises, never allows on error."""
         snapshot = self.snapshot
         decision_id = new_decision_id()
-        headers: dict[str, str] = {}
+        headers: Mapping[str, str] = _NO_HEADERS
         try:
             attributes = from_check_request(message)
             if attributes.http is not None:
-                headers = dict(attributes.http.headers)
+                headers = attributes.http.headers
             decision = decide(snapshot, attributes, datetime.now(UTC))
         except Exception:
             _log.exception("internal error while deciding %s; denying", decision_id)

@@ -35,9 +35,12 @@ def istio_form(value: str) -> str:
     return value.removeprefix(_SPIFFE)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_principal(value: str) -> Peer:
     """A Peer from a SPIFFE ID or Istio principal. Other shapes keep the principal
-    but have no namespace or service account, so namespace rules never match them."""
+    but have no namespace or service account, so namespace rules never match them.
+
+    Cached: a mesh has few workloads, and they call again and again."""
     principal = istio_form(value)
     parts = principal.split("/")
     if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa" and all(parts):

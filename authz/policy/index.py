@@ -19,6 +19,7 @@ __all__ = ["Candidates", "RuleIndex"]
 
 _ANY = "*"  # bucket of rules that match every method
 _MEMO_LIMIT = 4096
+_UNLISTED = "/"  # never a path segment
 
 
 class Candidates(NamedTuple):
@@ -109,7 +110,8 @@ class RuleIndex:
     rules: tuple[Rule, ...]
     platform: _Scope
     tenants: dict[str, _Scope]
-    _memo: dict[tuple[str, bool, str, str], Candidates] = field(
+    segments: frozenset[str]  # every first path segment some rule is limited to
+    _memo: dict[tuple[str, bool, str, str, str | None], Candidates] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -121,17 +123,31 @@ class RuleIndex:
         for rule in ordered:
             by_tenant.setdefault(rule.tenant, []).append(rule)
         platform = _Scope.build(by_tenant.pop("", []))
-        return cls(ordered, platform, {t: _Scope.build(r) for t, r in by_tenant.items()})
+        segments = frozenset(s for rule in ordered for s in rule.segments or ())
+        return cls(ordered, platform, {t: _Scope.build(r) for t, r in by_tenant.items()}, segments)
 
-    def candidates(self, tenant: str, platform_only: bool, host: str, method: str) -> Candidates:
-        """Rules that may apply, in bundle order: platform rules plus ``tenant``'s."""
+    def candidates(
+        self, tenant: str, platform_only: bool, host: str, method: str, path: str | None = None
+    ) -> Candidates:
+        """Rules that may apply, in bundle order: platform rules plus ``tenant``'s.
+
+        With ``path`` (normalised), rules whose paths cannot start with its first
+        segment are left out too.
+        """
         scope = _EMPTY if platform_only else self.tenants.get(tenant, _EMPTY)
-        key = ("" if scope is _EMPTY else tenant, platform_only, host, method)
+        segment = None
+        if path is not None:
+            segment = path[1:].partition("/")[0]
+            if segment not in self.segments:
+                segment = _UNLISTED  # only rules open to every path can match
+        key = ("" if scope is _EMPTY else tenant, platform_only, host, method, segment)
         found = self._memo.get(key)
         if found is None:
             rules = self.platform.candidates(host, method)
             if scope is not _EMPTY:
                 rules.extend(scope.candidates(host, method))
+            if segment is not None:
+                rules = [r for r in rules if r.segments is None or segment in r.segments]
             ordered = sorted({r.ordinal: r for r in rules}.values(), key=_ordinal)
             found = Candidates(
                 tuple(r for r in ordered if r.action is Action.DENY),

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from authz.cel import CelCompileError, Condition, compile_condition
 from authz.errors import PolicyError
 from authz.identity.peers import istio_form
+from authz.policy.codegen import FromMatcher, ToMatcher, compile_from, compile_to
 from authz.policy.matchers import (
     StringMatcher,
     path_template_problem,
@@ -64,21 +65,10 @@ class Who(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One ``from`` entry: every present field must match."""
+    """One ``from`` entry: every present field must match (see codegen.compile_from)."""
 
-    checks: tuple[tuple[int, bool, StringMatcher], ...]
+    checks: tuple[tuple[int, bool, StringMatcher], ...]  # (slot in Who, negated, patterns)
     authenticated: bool | None
-
-    def matches(self, who: Who) -> bool:
-        """Whether the caller fits this entry."""
-        for slot, negated, matcher in self.checks:
-            value = who[slot]
-            hit = (
-                matcher.matches(value) if isinstance(value, str) else matcher.matches_any(who.roles)
-            )
-            if hit is negated:
-                return False
-        return self.authenticated is None or self.authenticated is who.authenticated
 
     @property
     def needs_token(self) -> bool:
@@ -89,26 +79,11 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One ``to`` entry: every present field must match."""
+    """One ``to`` entry: every present field must match (see codegen.compile_to)."""
 
-    methods: StringMatcher | None
-    not_methods: StringMatcher | None
-    paths: StringMatcher | None
-    not_paths: StringMatcher | None
-    hosts: StringMatcher | None
-    not_hosts: StringMatcher | None
+    fields: dict[str, StringMatcher]  # methods, notMethods, paths, notPaths, hosts, notHosts
     exact_methods: frozenset[str] | None  # for the index; None = any method
-
-    def matches(self, method: str, path: str, host: str) -> bool:
-        """Whether a request's method, normalised path and host fit this entry."""
-        return (
-            (self.methods is None or self.methods.matches(method))
-            and (self.not_methods is None or not self.not_methods.matches(method))
-            and (self.paths is None or self.paths.matches(path))
-            and (self.not_paths is None or not self.not_paths.matches(path))
-            and (self.hosts is None or self.hosts.matches(host))
-            and (self.not_hosts is None or not self.not_hosts.matches(host))
-        )
+    path_values: tuple[str, ...] | None  # the `paths` patterns, for the index
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +101,9 @@ class Rule:
     condition: Condition | None
     needs_token: bool  # asks for token attributes (spec §5 step 9)
     needs_http: bool  # only an HTTP check can match: a `to` part or a `when` on request.*
+    segments: frozenset[str] | None  # first path segments it can match; None = any
+    match_from: FromMatcher  # the `from` part, compiled
+    match_to: ToMatcher  # the `to` part, compiled
 
     @property
     def methods(self) -> frozenset[str] | None:
@@ -215,6 +193,9 @@ def _rule(
         condition,
         needs_token,
         needs_http,
+        _first_segments(operations),
+        compile_from([(source.checks, source.authenticated) for source in sources]),
+        compile_to([operation.fields for operation in operations]),
     )
 
 
@@ -264,22 +245,40 @@ def _operation(reader: Reader, path: Path) -> Operation | None:
             if problem:
                 reader.error((*path, field, index), problem)
 
-    def matcher(field: str, normalise: Any = str) -> StringMatcher | None:
-        if field not in found:
-            return None
-        return StringMatcher.build(found[field], normalise, templates=field.endswith("aths"))
-
+    fields = {
+        field: StringMatcher.build(
+            values,
+            strip_port if field.lower().endswith("hosts") else str,
+            templates=field.lower().endswith("paths"),
+        )
+        for field, values in found.items()
+    }
     methods = found.get("methods")
     exact = None if methods is None or any("*" in m for m in methods) else frozenset(methods)
-    return Operation(
-        matcher("methods"),
-        matcher("notMethods"),
-        matcher("paths"),
-        matcher("notPaths"),
-        matcher("hosts", strip_port),
-        matcher("notHosts", strip_port),
-        exact,
-    )
+    return Operation(fields, exact, found.get("paths"))
+
+
+def _first_segments(operations: tuple[Operation, ...]) -> frozenset[str] | None:
+    """The literal first path segments a rule's ``to`` can match; None when any can.
+
+    Only used to skip rules that cannot match: ``/api/v1/{*}`` and ``/api/*``
+    start with ``api``; ``/ap*``, ``*.json`` or ``/{*}/x`` could start with anything.
+    """
+    if not operations:
+        return None
+    segments: set[str] = set()
+    for operation in operations:
+        if operation.path_values is None:
+            return None
+        for pattern in operation.path_values:
+            literal = pattern.split("*", 1)[0].split("{", 1)[0]
+            if not literal.startswith("/"):
+                return None
+            first, slash, _ = literal[1:].partition("/")
+            if not slash and literal != pattern:
+                return None  # the wildcard is inside the first segment
+            segments.add(first)
+    return frozenset(segments)
 
 
 def _path_problem(value: str) -> str | None:

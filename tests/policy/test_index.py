@@ -182,3 +182,48 @@ def test_answers_stay_right_after_many_distinct_hosts(snapshot: Snapshot) -> Non
         snapshot.rules.candidates("t0001", False, f"h{number}.test", "GET")
     found = _candidates(snapshot, "t0001", False, "api.shop.test", "GET")
     assert [rule.id for rule in found] == _expected("t0001", False, "api.shop.test", "GET")
+
+
+PATH_RULES = {
+    "healthz": "to: [{paths: [/healthz]}]",
+    "api-prefix": "to: [{paths: ['/api/*']}]",
+    "api-template": "to: [{paths: ['/api/v1/{*}/orders/{**}']}]",
+    "wildcard-in-first": "to: [{paths: ['/ap*']}]",
+    "suffix": "to: [{paths: ['*.json']}]",
+    "template-first": "to: [{paths: ['/{*}/x']}]",
+    "root": "to: [{paths: [/]}]",
+    "no-paths": "to: [{methods: [GET]}]",
+    "one-entry-without-paths": "to: [{paths: [/healthz]}, {methods: [GET]}]",
+    "no-to": "from: [{namespaces: [a]}]",
+}
+# path -> the rules of PATH_RULES that may still match it (worked out by hand)
+OPEN_TO_ALL = {"wildcard-in-first", "suffix", "template-first", "no-paths"}
+OPEN_TO_ALL |= {"one-entry-without-paths", "no-to"}
+PATH_CANDIDATES = {
+    "/healthz": OPEN_TO_ALL | {"healthz"},
+    "/api/v1/acme/orders": OPEN_TO_ALL | {"api-prefix", "api-template"},
+    "/api": OPEN_TO_ALL | {"api-prefix", "api-template"},
+    "/": OPEN_TO_ALL | {"root"},
+    "/unknown/x": OPEN_TO_ALL,
+}
+
+
+@pytest.fixture(scope="module")
+def path_bundle(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    lines = []
+    for name, fields in PATH_RULES.items():
+        lines += [f"- name: {name}", *(f"  {line}" for line in fields.splitlines())]
+    root = write_bundle(tmp_path_factory.mktemp("paths"), {"p.yaml": policy("p", "\n".join(lines))})
+    return load_bundle(root)
+
+
+@pytest.mark.parametrize("path", list(PATH_CANDIDATES))
+def test_candidates_by_first_path_segment(path_bundle: Snapshot, path: str) -> None:
+    """A rule whose every path starts with another literal segment is never a candidate."""
+    found = path_bundle.rules.candidates("", False, "api.shop.test", "GET", path)
+    assert {rule.id.split("/", 1)[1] for rule in found.all} == PATH_CANDIDATES[path]
+
+
+def test_candidates_without_a_path_ignore_segments(path_bundle: Snapshot) -> None:
+    found = path_bundle.rules.candidates("", False, "api.shop.test", "GET")
+    assert len(found.all) == len(PATH_RULES)
