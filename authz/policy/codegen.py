@@ -14,6 +14,8 @@ cannot inject code.
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -117,10 +119,17 @@ def _any(tests: list[str]) -> str:
 
 
 def _function(names: _Namespace, parameters: str, body: str) -> Callable[..., bool]:
+    # Rules of the same shape (say, one per tenant) share one code object and
+    # differ only in their constants: fewer objects for a request to touch.
+    return types.FunctionType(_code(parameters, body), dict(names.values), "match")
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(parameters: str, body: str) -> types.CodeType:
+    """The code object of ``def match(parameters): return body``."""
     source = f"def match({parameters}):\n    return {body}\n"
-    namespace = dict(names.values)
+    module = compile(source, "<rule matcher>", "exec")
     # The source is built from generated names and fixed operators only (see the
-    # module docstring); every policy value is a constant in `namespace`.
-    exec(compile(source, "<rule matcher>", "exec"), namespace)  # noqa: S102
-    function: Callable[..., bool] = namespace["match"]
-    return function
+    # module docstring); every policy value is a constant bound at call time.
+    code: types.CodeType = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    return code

@@ -18,7 +18,7 @@ from authz.policy.rules import Action, Rule
 __all__ = ["Candidates", "RuleIndex"]
 
 _ANY = "*"  # bucket of rules that match every method
-_MEMO_LIMIT = 4096
+_MEMO_LIMIT = 256  # per scope: a tenant sees a few hosts x methods x first segments
 _UNLISTED = "/"  # never a path segment
 
 
@@ -100,9 +100,6 @@ class _Scope:
         return found
 
 
-_EMPTY = _Scope({}, (), _Methods({_ANY: ()}))
-
-
 @dataclass(frozen=True, slots=True)
 class RuleIndex:
     """All compiled rules of a bundle, indexed for per-request lookup."""
@@ -111,7 +108,8 @@ class RuleIndex:
     platform: _Scope
     tenants: dict[str, _Scope]
     segments: frozenset[str]  # every first path segment some rule is limited to
-    _memo: dict[tuple[str, bool, str, str, str | None], Candidates] = field(
+    # Candidate lists already worked out, per scope ("" = platform rules only).
+    _memos: dict[str, dict[tuple[str, str, str | None], Candidates]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -124,7 +122,10 @@ class RuleIndex:
             by_tenant.setdefault(rule.tenant, []).append(rule)
         platform = _Scope.build(by_tenant.pop("", []))
         segments = frozenset(s for rule in ordered for s in rule.segments or ())
-        return cls(ordered, platform, {t: _Scope.build(r) for t, r in by_tenant.items()}, segments)
+        tenants = {tenant: _Scope.build(found) for tenant, found in by_tenant.items()}
+        memos: dict[str, dict[tuple[str, str, str | None], Candidates]] = {"": {}}
+        memos.update((tenant, {}) for tenant in tenants)
+        return cls(ordered, platform, tenants, segments, memos)
 
     def candidates(
         self, tenant: str, platform_only: bool, host: str, method: str, path: str | None = None
@@ -134,31 +135,37 @@ class RuleIndex:
         With ``path`` (normalised), rules whose paths cannot start with its first
         segment are left out too.
         """
-        scope = _EMPTY if platform_only else self.tenants.get(tenant, _EMPTY)
+        scope = None if platform_only else self.tenants.get(tenant)
         segment = None
         if path is not None:
             segment = path[1:].partition("/")[0]
             if segment not in self.segments:
                 segment = _UNLISTED  # only rules open to every path can match
-        key = ("" if scope is _EMPTY else tenant, platform_only, host, method, segment)
-        found = self._memo.get(key)
+        memo = self._memos["" if scope is None else tenant]
+        key = (host, method, segment)
+        found = memo.get(key)
         if found is None:
-            rules = self.platform.candidates(host, method)
-            if scope is not _EMPTY:
-                rules.extend(scope.candidates(host, method))
-            if segment is not None:
-                rules = [r for r in rules if r.segments is None or segment in r.segments]
-            ordered = sorted({r.ordinal: r for r in rules}.values(), key=_ordinal)
-            found = Candidates(
-                tuple(r for r in ordered if r.action is Action.DENY),
-                tuple(r for r in ordered if r.action is Action.AUDIT),
-                tuple(r for r in ordered if r.action is Action.ALLOW),
-            )
-            if len(self._memo) >= _MEMO_LIMIT:
-                # Hosts and methods come from clients; a bounded memo cannot be grown forever.
-                self._memo.clear()
-            self._memo[key] = found
+            found = self._candidates(scope, host, method, segment)
+            if len(memo) >= _MEMO_LIMIT:
+                # Hosts and paths come from clients: each scope's memo stays bounded.
+                memo.clear()
+            memo[key] = found
         return found
+
+    def _candidates(
+        self, scope: _Scope | None, host: str, method: str, segment: str | None
+    ) -> Candidates:
+        rules = self.platform.candidates(host, method)
+        if scope is not None:
+            rules.extend(scope.candidates(host, method))
+        if segment is not None:
+            rules = [r for r in rules if r.segments is None or segment in r.segments]
+        ordered = sorted({r.ordinal: r for r in rules}.values(), key=_ordinal)
+        return Candidates(
+            tuple(r for r in ordered if r.action is Action.DENY),
+            tuple(r for r in ordered if r.action is Action.AUDIT),
+            tuple(r for r in ordered if r.action is Action.ALLOW),
+        )
 
 
 def _ordinal(rule: Rule) -> int:
