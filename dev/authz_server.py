@@ -16,6 +16,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from dev import processes
 from dev.ports import LOOPBACK
 
 __all__ = ["AuthzServer", "AuthzServerError", "health_status"]
@@ -80,11 +81,4 @@ class AuthzServer:
         """SIGTERM, then SIGKILL after ``timeout_s``; return the exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return processes.stop(self.process, timeout_s)

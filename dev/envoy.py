@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from dev import processes
 from dev.ports import LOOPBACK
 
 __all__ = [
@@ -241,14 +242,7 @@ class EnvoyProcess:
 
     def stop(self, timeout_s: float = 10.0) -> int:
         """Terminate Envoy (SIGTERM, then SIGKILL) and return its exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return processes.stop(self.process, timeout_s)
 
 
 def start(
