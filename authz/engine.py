@@ -62,8 +62,10 @@ def _revoked(
     revocations: Revocations, token: Token | None, request: RequestAttributes
 ) -> Decision | None:
     """Step 4's revocation check: a revoked token is 401, a revoked workload 403."""
+    jti = token.claims.get("jti") if token is not None else None
     if token is not None and (
-        token.claims.get("jti") in revocations.token_ids or token.principal in revocations.subjects
+        (isinstance(jti, str) and jti in revocations.token_ids)
+        or token.principal in revocations.subjects
     ):
         return Decision(Reason.REVOKED, subject=token.subject, detail="token revoked")
     if request.source.principal in revocations.principals:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -62,8 +63,8 @@ class AuthorizationService:
             if attributes.http is not None:
                 headers = attributes.http.headers
             decision = decide(snapshot, attributes, datetime.now(UTC))
-        except Exception:
-            _log.exception("internal error while deciding %s; denying", decision_id)
+        except Exception as exc:
+            _internal_error("deciding", decision_id, exc)
             decision = Decision(Reason.INTERNAL_ERROR)
         if decision.cel_errors:
             _log.warning(
@@ -71,12 +72,31 @@ class AuthorizationService:
                 decision_id,
                 ", ".join(decision.cel_errors),
             )
-        return check_response(decision, decision_id, snapshot.version, headers)
+        try:
+            return check_response(decision, decision_id, snapshot.version, headers)
+        except Exception as exc:  # e.g. a claim that cannot be encoded as UTF-8
+            _internal_error("encoding the response", decision_id, exc)
+            failed = Decision(Reason.INTERNAL_ERROR)
+            return check_response(failed, decision_id, snapshot.version, _NO_HEADERS)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler so deserialisation errors reach :meth:`check`."""
         method = grpc.unary_unary_rpc_method_handler(self.check)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": method})
+
+
+def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:
+    """Log where it failed, without the exception's message: it could quote a
+    header or a claim, and tokens never reach the logs."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = " <- ".join(f"{f.name} ({f.filename}:{f.lineno})" for f in reversed(frames))
+    _log.error(
+        "internal error while %s for decision %s (denied): %s at %s",
+        stage,
+        decision_id,
+        type(exc).__name__,
+        where,
+    )
 
 
 async def run_server(

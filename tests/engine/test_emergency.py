@@ -182,3 +182,9 @@ def test_revocations_need_a_field(tmp_path: Path, key: SigningKey) -> None:
     with pytest.raises(BundleError) as caught:
         _bundle(tmp_path, key, rev=_revocations("  {}\n"))
     assert any("names nothing to revoke" in str(e) for e in caught.value.errors)
+
+
+def test_unhashable_jti_is_not_an_error(tmp_path: Path, key: SigningKey) -> None:
+    snapshot = _bundle(tmp_path, key, rev=_revocations("  tokenIds: [a]\n"))
+    token = key.token(jti=["a"])
+    assert decide(snapshot, attributes(path="/x", token=token), NOW).reason is Reason.ALLOWED

@@ -286,3 +286,13 @@ async def test_internal_error_never_allows(server: Server) -> None:
     assert _metadata(response)["reason"] in ("internal_error", "no_match")
     fine = await server.stub.Check(check_request(path="/timed", time="2026-06-01T12:00:00Z"))
     assert fine.status.code == 0
+
+
+async def test_unencodable_claim_is_an_internal_error(server: Server, key: SigningKey) -> None:
+    """A `sub` holding a lone surrogate cannot go into a header: denied, not a gRPC error."""
+    token = live_token(key, sub="\ud800", tenant="acme", roles=["vendor:staff"])
+    response = await server.stub.Check(
+        check_request(path="/api/v1/vendors/acme/items/1", token=token)
+    )
+    assert (response.status.code, response.denied_response.status.code) == (7, 403)
+    assert _metadata(response)["reason"] == "internal_error"
