@@ -40,15 +40,12 @@ from authz.request import RequestAttributes, from_check_request
 from authz.response import check_response
 from bench import bundles
 from bench.bundles import KINDS, Minter, Probe, Workload
+from bench.decide_report import EDGE_STAGES, MIX, P99_TARGET_US, RATIO_TARGET, render
 
 __all__ = ["Bench", "BenchError", "Settings", "main", "prepare", "render", "run", "verify"]
 
 ROOT = Path(__file__).resolve().parent.parent
-P99_TARGET_US = 150.0
-RATIO_TARGET = 1.5
-MIX = "mix"
 _EDGE_KINDS = ("vendor_staff_allowed", "missing_token")
-_EDGE_STAGES = ("parse", "attributes", "decide", "respond")
 
 
 class BenchError(RuntimeError):
@@ -278,7 +275,7 @@ def _edge(bench: Bench, kind: str, settings: Settings) -> dict[str, Any]:
     allowed = response.HasField("ok_response")
     if reason != probe.expect.reason.value or allowed != (probe.expect.reason is Reason.ALLOWED):
         raise BenchError(f"edge {kind}: the response says {reason} (ok_response={allowed})")
-    stages: list[array[int]] = [array("q") for _ in range(len(_EDGE_STAGES) + 1)]
+    stages: list[array[int]] = [array("q") for _ in range(len(EDGE_STAGES) + 1)]
     for index in range(settings.warmup + settings.iterations):
         durations, _ = _edge_call(bench.snapshot, payload)
         if index >= settings.warmup:
@@ -291,7 +288,7 @@ def _edge(bench: Bench, kind: str, settings: Settings) -> dict[str, Any]:
         "response_bytes": len(encoded),
         "total": _stats(stages[-1]),
         "stage_median_us": {
-            name: _stats(out)["median_us"] for name, out in zip(_EDGE_STAGES, stages, strict=False)
+            name: _stats(out)["median_us"] for name, out in zip(EDGE_STAGES, stages, strict=False)
         },
     }
 
@@ -390,140 +387,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def render(report: dict[str, Any]) -> str:
-    """The report as text tables."""
-    sections = (_header, _bundles_table, _decisions_table, _cache_table, _edge_table, _targets)
-    return "\n\n".join("\n".join(section(report)) for section in sections)
-
-
-def _table(aligns: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Columns aligned ``<`` (left) or ``>`` (right), two spaces apart."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
-        return "  ".join(padded).rstrip()
-
-    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
-
-
-def _us(stats: dict[str, Any], *keys: str) -> list[str]:
-    return [f"{stats[f'{key}_us']:.1f}" for key in keys]
-
-
-def _header(report: dict[str, Any]) -> list[str]:
-    m, s, c = report["machine"], report["settings"], report["conditions"]
-    load = c["load_average_1m"]
-    return [
-        "authz decision benchmark (python -m bench.decide)",
-        f"machine   {m['cpu_count']} CPUs ({m['cpus_usable']} usable), {m['cpu_model']}",
-        f"          {m['platform']}",
-        f"python    {m['python']}, protobuf {m['protobuf']}, cel-expr-python "
-        f"{m['cel_expr_python']}, gc {'on' if m['gc_enabled'] else 'off'}, "
-        f"timer overhead {m['timer_overhead_ns']} ns",
-        f"settings  {s['iterations']} timed calls per series and bundle after {s['warmup']} "
-        f"warm-up, {s['rounds']} interleaved rounds; one thread, one core",
-        f"          generated bundle: requests aimed at {s['spread']} of {s['tenants']} tenants; "
-        "verified-token cache warm unless stated",
-        f"timing    thread CPU / wall {c['cpu_over_wall']:.3f} in the timed rounds (1.000 = never "
-        f"preempted); load average {load[0]} -> {load[1]}; GC collections gen0/1/2 "
-        + "/".join(str(n) for n in c["gc_collections"]),
-    ]
-
-
-def _bundles_table(report: dict[str, Any]) -> list[str]:
-    rows = []
-    for bundle in report["bundles"].values():
-        write = "-" if bundle["write_ms"] is None else f"{bundle['write_ms']:.1f}"
-        load = bundle["load_ms"]
-        rows.append(
-            [
-                bundle["label"],
-                str(bundle["tenants"]),
-                str(bundle["rules"]),
-                str(bundle["files"]),
-                write,
-                f"{load['median']:.1f}",
-                f"{load['min']:.1f}",
-            ]
-        )
-    repeats = next(iter(report["bundles"].values()))["load_repeats"]
-    header = ["bundle", "tenants", "rules", "files", "write ms", "load+compile ms", "min"]
-    return [f"bundles (load+compile: median of {repeats})", *_table("<>>>>>>", header, rows)]
-
-
-def _decisions_table(report: dict[str, Any]) -> list[str]:
-    example, tenants = report["decisions"]["example"], report["decisions"]["tenants"]
-    labels = {"example": "example", "tenants": f"{report['settings']['tenants']} tenants"}
-    rows = []
-    for series in example:
-        outcome = example[series]["decided"]["reason"] if series != MIX else "weighted"
-        for name, stats in (("example", example[series]), ("tenants", tenants[series])):
-            flag = "ok" if stats["p99_us"] <= P99_TARGET_US else "OVER"
-            first = (series, outcome) if name == "example" else ("", "")
-            rows.append([*first, labels[name], *_us(stats, "median", "p90", "p99", "max"), flag])
-        ratio = report["ratios"][series]
-        flag = "ok" if max(ratio.values()) <= RATIO_TARGET else "OVER"
-        rows.append(["", "", "ratio", f"{ratio['median']:.2f}x", "", f"{ratio['p99']:.2f}x"])
-        rows[-1] += ["", flag]
-    header = ["series", "outcome", "bundle", "median", "p90", "p99", "max", "target"]
-    title = (
-        f"decide() latency per call, µs (targets: p99 <= {P99_TARGET_US:.0f} µs; "
-        f"{labels['tenants']} <= {RATIO_TARGET}x example)"
-    )
-    return [title, *_table("<<<>>>><", header, rows)]
-
-
-def _cache_table(report: dict[str, Any]) -> list[str]:
-    cache = report["token_cache"]
-    rows = [
-        ["first call (miss: JWT verified)", *_us(cache["miss"], "median", "p90", "p99", "max")],
-        ["second call (hit)", *_us(cache["hit"], "median", "p90", "p99", "max")],
-    ]
-    return [
-        f"verified-token cache, µs ({cache['bundle']} bundle, {cache['kind']}, "
-        f"{cache['miss']['n']} fresh tokens): miss/hit median {cache['miss_over_hit_median']}x",
-        *_table("<>>>>", ["decide() call", "median", "p90", "p99", "max"], rows),
-    ]
-
-
-def _edge_table(report: dict[str, Any]) -> list[str]:
-    rows = []
-    for kind, edge in report["edge"].items():
-        stages = [f"{edge['stage_median_us'][stage]:.1f}" for stage in _EDGE_STAGES]
-        size = f"{edge['request_bytes']}/{edge['response_bytes']}"
-        rows.append([kind, edge["outcome"], size, *_us(edge["total"], "median", "p99"), *stages])
-    header = ["request", "outcome", "bytes in/out", "median", "p99", *_EDGE_STAGES]
-    return [
-        "edge path per Check, µs (FromString + from_check_request + decide + check_response,"
-        " which encodes the reply; stage columns are medians)",
-        *_table("<<>>>>>>>", header, rows),
-    ]
-
-
-def _targets(report: dict[str, Any]) -> list[str]:
-    over = [
-        f"{bundle}/{series} {stats['p99_us']:.1f}"
-        for bundle, by_series in report["decisions"].items()
-        for series, stats in by_series.items()
-        if stats["p99_us"] > P99_TARGET_US
-    ]
-    total = sum(len(by_series) for by_series in report["decisions"].values())
-    wide = [s for s, r in report["ratios"].items() if max(r.values()) > RATIO_TARGET]
-    mix = report["ratios"][MIX]
-    edge = report["edge"]["vendor_staff_allowed"]["total"]["median_us"]
-    return [
-        "targets (informational, not asserted)",
-        f"  decision p99 <= {P99_TARGET_US:.0f} µs: {total - len(over)}/{total} series met"
-        + (f"; over: {', '.join(over)}" if over else ""),
-        f"  {report['settings']['tenants']} tenants <= {RATIO_TARGET}x example: mix median "
-        f"{mix['median']:.2f}x, p99 {mix['p99']:.2f}x; "
-        + (f"over in: {', '.join(wide)}" if wide else "every series met"),
-        f"  per-Check CPU on the edge path (allowed request): {edge:.1f} µs median "
-        f"= about {1e6 / edge:,.0f} Checks/s per core before gRPC overhead",
-    ]
 
 
 def _parser() -> argparse.ArgumentParser:
