@@ -40,9 +40,10 @@ def decide(snapshot: Snapshot, request: RequestAttributes, now: datetime) -> Dec
             return Decision(Reason.LOCKDOWN, tenant=target or own, subject=subject, detail=detail)
     if isinstance(verified, TokenError):
         return Decision(Reason.INVALID_TOKEN, detail=verified.detail)
-    revoked = _revoked(snapshot.revocations, token, request)
-    if revoked is not None:
-        return revoked
+    if not snapshot.revocations.empty:
+        revoked = _revoked(snapshot.revocations, token, request)
+        if revoked is not None:
+            return revoked
     platform_only = False
     if target and own and target != own:
         # A platform role may act across tenants, but then only platform policies
@@ -152,9 +153,10 @@ class _Evaluation:
         # every candidate rule of every request.
         http = self.request.http
         if http is None:
-            if rule.needs_http or not rule.match_from(self.who):
+            # A network-level check: rules with a `to` part or reading request.* never match.
+            if rule.needs_http or not rule.match(self.who, "", "", ""):
                 return False
-        elif not (rule.match_from(self.who) and rule.match_to(http.method, http.path, http.host)):
+        elif not rule.match(self.who, http.method, http.path, http.host):
             return False
         if rule.condition is None:
             return True

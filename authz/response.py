@@ -9,7 +9,7 @@ from authz._proto.envoy.config.core.v3 import base_pb2
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.decision import Decision, Reason
 
-__all__ = ["HEADER_PREFIX", "check_response"]
+__all__ = ["HEADER_PREFIX", "ResponseTemplates", "check_response"]
 
 HEADER_PREFIX = "x-authz-"
 
@@ -18,6 +18,7 @@ _GRPC_CODE = {400: _INVALID_ARGUMENT, 401: _UNAUTHENTICATED}
 _HTTP_REASON = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _BODY = '{{"error":"{}","reason":"{}","decision_id":"{}"}}'
+_ID_PLACEHOLDER = "\x00" * 26  # as long as a decision id (a ULID)
 _CHALLENGE = {
     Reason.INVALID_TOKEN: 'Bearer error="invalid_token"',
     Reason.REVOKED: 'Bearer error="invalid_token"',
@@ -100,3 +101,57 @@ def _set_headers(options: Any, headers: dict[str, str]) -> None:
         option.header.key = key
         option.header.value = value
         option.append_action = _OVERWRITE
+
+
+class ResponseTemplates:
+    """Encoded responses by shape, with the decision id spliced in per request.
+
+    Requests of one shape — same outcome, rule, tenant, subject, policy version
+    and spoofed header names — get responses that differ only in the decision
+    id, which has a fixed length (26 characters). So each shape is encoded
+    once, with a placeholder where the id goes, and later responses are the
+    template's pieces joined by the id: a few hundred nanoseconds instead of
+    building and serialising protobuf objects on every request.
+    """
+
+    def __init__(self, limit: int = 8192) -> None:
+        self._limit = limit
+        self._templates: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
+
+    def encode(
+        self,
+        decision: Decision,
+        decision_id: str,
+        policy_version: str,
+        request_headers: Mapping[str, str],
+    ) -> bytes:
+        """The same bytes as :func:`check_response`, from a template when possible."""
+        allowed = decision.allowed
+        spoofed: tuple[str, ...] = ()
+        if allowed:
+            spoofed = tuple(sorted(n for n in request_headers if n.startswith(HEADER_PREFIX)))
+        key = (
+            decision.reason,
+            decision.rule,
+            decision.tenant,
+            decision.subject,
+            decision.http_status,
+            policy_version,
+            spoofed,
+        )
+        parts = self._templates.get(key)
+        if parts is None:
+            template = check_response(
+                decision, _ID_PLACEHOLDER, policy_version, dict.fromkeys(spoofed, "")
+            )
+            parts = tuple(template.split(_ID_PLACEHOLDER.encode()))
+            # The id appears in a header and the metadata, and in a denial's body.
+            if len(parts) != (3 if allowed else 4) or len(decision_id) != len(_ID_PLACEHOLDER):
+                # The placeholder also occurs in a claim or header name (or the id
+                # is not a ULID): encode this one directly, and keep no template.
+                return check_response(decision, decision_id, policy_version, request_headers)
+            if len(self._templates) >= self._limit:
+                # Subjects and header names come from clients: the memo stays bounded.
+                self._templates.clear()
+            self._templates[key] = parts
+        return decision_id.encode().join(parts)

@@ -27,7 +27,7 @@ from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.request import from_check_request
-from authz.response import check_response
+from authz.response import ResponseTemplates, check_response
 
 __all__ = ["CHECK_METHOD", "SERVICE_NAME", "AuthorizationService", "run_server"]
 
@@ -43,6 +43,7 @@ class AuthorizationService:
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self.responses = ResponseTemplates()
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """One Check call, raw bytes both ways so malformed input is ours to answer."""
@@ -73,7 +74,7 @@ class AuthorizationService:
                 ", ".join(decision.cel_errors),
             )
         try:
-            return check_response(decision, decision_id, snapshot.version, headers)
+            return self.responses.encode(decision, decision_id, snapshot.version, headers)
         except Exception as exc:  # e.g. a claim that cannot be encoded as UTF-8
             _internal_error("encoding the response", decision_id, exc)
             failed = Decision(Reason.INTERNAL_ERROR)

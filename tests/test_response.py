@@ -16,7 +16,7 @@ import pytest
 from authz._proto.envoy.config.core.v3 import base_pb2
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.decision import Decision, Reason
-from authz.response import check_response
+from authz.response import ResponseTemplates, check_response
 
 with warnings.catch_warnings():
     # envoy-data-plane's pydantic models warn on import; they are only the reference here.
@@ -112,3 +112,33 @@ def test_denied(decision: Decision, status: int, grpc_code: int, challenge: str 
     metadata = _metadata(ours)
     assert metadata["reason"] == decision.reason.value
     assert ("rule" in metadata) is (decision.rule is not None)
+
+
+SHAPES = [*(p.values[0] for p in ALLOWED), *(p.values[0] for p in DENIED)]
+IDS = ["01M8FRY3A205K9TAS80B7APXH0", "01M8FRZX8274W1WCCN9E3600F1", "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"]
+
+
+@pytest.mark.parametrize("decision", SHAPES)
+def test_templates_give_the_same_bytes(decision: Decision) -> None:
+    templates = ResponseTemplates()
+    for decision_id in IDS:  # the first call builds the template, the others use it
+        for headers in (SPOOFED, {}):
+            expected = check_response(decision, decision_id, VERSION, headers)
+            assert templates.encode(decision, decision_id, VERSION, headers) == expected
+
+
+def test_placeholder_inside_a_claim_is_encoded_directly() -> None:
+    decision = Decision(Reason.ALLOWED, "p/r", "acme", "\x00" * 26)
+    templates = ResponseTemplates()
+    for decision_id in IDS:
+        expected = check_response(decision, decision_id, VERSION, {})
+        assert templates.encode(decision, decision_id, VERSION, {}) == expected
+
+
+def test_templates_stay_bounded() -> None:
+    templates = ResponseTemplates(limit=4)
+    for number in range(10):
+        decision = Decision(Reason.ALLOWED, "p/r", "acme", f"user-{number}")
+        encoded = templates.encode(decision, IDS[0], VERSION, {})
+        assert encoded == check_response(decision, IDS[0], VERSION, {})
+    assert len(templates._templates) <= 4

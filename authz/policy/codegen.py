@@ -21,12 +21,21 @@ from typing import Any
 
 from authz.policy.matchers import StringMatcher
 
-__all__ = ["FromMatcher", "ToMatcher", "compile_from", "compile_to"]
+__all__ = [
+    "FromMatcher",
+    "RuleMatcher",
+    "ToMatcher",
+    "compile_from",
+    "compile_rule",
+    "compile_to",
+]
 
 #: (who, ) -> whether a ``from`` part matches; ``who`` is a rules.Who tuple.
 FromMatcher = Callable[[Any], bool]
 #: (method, path, host) -> whether a ``to`` part matches.
 ToMatcher = Callable[[str, str, str], bool]
+#: (who, method, path, host) -> whether both parts match.
+RuleMatcher = Callable[[Any, str, str, str], bool]
 
 _ROLES = 3  # the slot of Who that holds a tuple of roles
 _AUTHENTICATED = 4
@@ -44,24 +53,41 @@ class _Namespace:
         return name
 
 
-def compile_from(
-    sources: Sequence[tuple[tuple[tuple[int, bool, StringMatcher], ...], bool | None]],
-) -> FromMatcher:
+Sources = Sequence[tuple[tuple[tuple[int, bool, StringMatcher], ...], bool | None]]
+Operations = Sequence[dict[str, StringMatcher]]
+
+
+def compile_rule(sources: Sources, operations: Operations) -> RuleMatcher:
+    """A function of (who, method, path, host): the ``from`` and the ``to`` part match."""
+    names = _Namespace()
+    body = f"({_from(names, sources)}) and ({_to(names, operations)})"
+    return _function(names, "who, method, path, host", body)
+
+
+def compile_from(sources: Sources) -> FromMatcher:
     """A function of ``who`` true when one ``from`` entry matches (no entries: always)."""
     names = _Namespace()
+    return _function(names, "who", _from(names, sources))
+
+
+def compile_to(operations: Operations) -> ToMatcher:
+    """A function of (method, path, host) true when one ``to`` entry matches."""
+    names = _Namespace()
+    return _function(names, "method, path, host", _to(names, operations))
+
+
+def _from(names: _Namespace, sources: Sources) -> str:
     entries = []
     for checks, authenticated in sources:
         tests = [_check(names, slot, negated, matcher) for slot, negated, matcher in checks]
         if authenticated is not None:
             tests.append(f"who[{_AUTHENTICATED}] is {authenticated}")
         entries.append(_all(tests))
-    return _function(names, "who", _any(entries) if sources else "True")
+    return _any(entries) if sources else "True"
 
 
-def compile_to(operations: Sequence[dict[str, StringMatcher]]) -> ToMatcher:
-    """A function of (method, path, host) true when one ``to`` entry matches."""
+def _to(names: _Namespace, operations: Operations) -> str:
     variables = {"methods": "method", "paths": "path", "hosts": "host"}
-    names = _Namespace()
     entries = []
     for fields in operations:
         tests = []
@@ -70,8 +96,7 @@ def compile_to(operations: Sequence[dict[str, StringMatcher]]) -> ToMatcher:
             variable = variables[field[3:].lower() if negated else field]
             tests.append(_negate(_matches(names, variable, matcher), negated))
         entries.append(_all(tests))
-    body = _any(entries) if operations else "True"
-    return _function(names, "method, path, host", body)
+    return _any(entries) if operations else "True"
 
 
 def _check(names: _Namespace, slot: int, negated: bool, matcher: StringMatcher) -> str:

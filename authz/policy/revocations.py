@@ -33,6 +33,11 @@ class Revocations:
     principals: frozenset[str] = frozenset()
     serials: frozenset[str] = frozenset()
 
+    @property
+    def empty(self) -> bool:
+        """Nothing is revoked (the usual case: the check is skipped)."""
+        return not (self.token_ids or self.subjects or self.principals or self.serials)
+
     def merge(self, other: Revocations) -> Revocations:
         """Both documents' revocations."""
         return Revocations(

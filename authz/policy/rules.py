@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from authz.cel import CelCompileError, Condition, compile_condition
 from authz.errors import PolicyError
 from authz.identity.peers import istio_form
-from authz.policy.codegen import FromMatcher, ToMatcher, compile_from, compile_to
+from authz.policy.codegen import RuleMatcher, ToMatcher, compile_rule, compile_to
 from authz.policy.matchers import (
     StringMatcher,
     path_template_problem,
@@ -102,8 +102,8 @@ class Rule:
     needs_token: bool  # asks for token attributes (spec §5 step 9)
     needs_http: bool  # only an HTTP check can match: a `to` part or a `when` on request.*
     segments: frozenset[str] | None  # first path segments it can match; None = any
-    match_from: FromMatcher  # the `from` part, compiled
-    match_to: ToMatcher  # the `to` part, compiled
+    match: RuleMatcher  # the `from` and `to` parts, compiled
+    match_to: ToMatcher  # the `to` part alone (spec §5 step 9)
 
     @property
     def methods(self) -> frozenset[str] | None:
@@ -194,7 +194,10 @@ def _rule(
         needs_token,
         needs_http,
         _first_segments(operations),
-        compile_from([(source.checks, source.authenticated) for source in sources]),
+        compile_rule(
+            [(source.checks, source.authenticated) for source in sources],
+            [operation.fields for operation in operations],
+        ),
         compile_to([operation.fields for operation in operations]),
     )
 

@@ -12,7 +12,7 @@ import itertools
 import pytest
 
 from authz.identity.peers import istio_form
-from authz.policy.codegen import compile_from, compile_to
+from authz.policy.codegen import compile_from, compile_rule, compile_to
 from authz.policy.matchers import StringMatcher, strip_port
 from authz.policy.rules import Who
 
@@ -109,3 +109,13 @@ def test_policy_values_never_enter_the_source() -> None:
     compiled = compile_to([{"paths": StringMatcher.build(["/" + hostile], templates=True)}])
     assert compiled("GET", "/" + hostile, "h") is True
     assert compiled("GET", "/other", "h") is False
+
+
+def test_rule_needs_both_parts() -> None:
+    admin = StringMatcher.build(["admin"])
+    get = StringMatcher.build(["GET"])
+    compiled = compile_rule([(((3, False, admin),), None)], [{"methods": get}])
+    assert compiled(Who("", "", "u", ("admin",), True), "GET", "/", "h") is True
+    assert compiled(Who("", "", "u", ("admin",), True), "PUT", "/", "h") is False
+    assert compiled(Who("", "", "u", ("user",), True), "GET", "/", "h") is False
+    assert compile_rule([], [])(Who("", "", "", (), False), "", "", "") is True
