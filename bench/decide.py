@@ -37,7 +37,7 @@ from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.request import RequestAttributes, from_check_request
-from authz.response import check_response
+from authz.response import ResponseTemplates
 from bench import bundles
 from bench.bundles import KINDS, Minter, Probe, Workload
 from bench.decide_report import EDGE_STAGES, MIX, P99_TARGET_US, RATIO_TARGET, render
@@ -250,7 +250,9 @@ def _token_cache(bench: Bench, samples: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def _edge_call(snapshot: Snapshot, payload: bytes) -> tuple[tuple[int, ...], Any]:
+def _edge_call(
+    snapshot: Snapshot, payload: bytes, responses: ResponseTemplates
+) -> tuple[tuple[int, ...], Any]:
     """One Check as the server runs it, with the time of each stage in ns."""
     clock = time.perf_counter_ns
     t0 = clock()
@@ -261,7 +263,7 @@ def _edge_call(snapshot: Snapshot, payload: bytes) -> tuple[tuple[int, ...], Any
     decision = decide(snapshot, attributes, datetime.now(UTC))
     t3 = clock()
     headers = attributes.http.headers if attributes.http is not None else {}
-    response = check_response(decision, new_decision_id(), snapshot.version, headers)
+    response = responses.encode(decision, new_decision_id(), snapshot.version, headers)
     t4 = clock()
     return (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), response
 
@@ -269,7 +271,8 @@ def _edge_call(snapshot: Snapshot, payload: bytes) -> tuple[tuple[int, ...], Any
 def _edge(bench: Bench, kind: str, settings: Settings) -> dict[str, Any]:
     probe = bench.workload.probes[kind][0]
     payload = probe.message.SerializeToString()
-    _, encoded = _edge_call(bench.snapshot, payload)
+    responses = ResponseTemplates()  # as the server keeps one
+    _, encoded = _edge_call(bench.snapshot, payload, responses)
     response = external_auth_pb2.CheckResponse.FromString(encoded)
     reason = response.dynamic_metadata.fields["reason"].string_value
     allowed = response.HasField("ok_response")
@@ -277,7 +280,7 @@ def _edge(bench: Bench, kind: str, settings: Settings) -> dict[str, Any]:
         raise BenchError(f"edge {kind}: the response says {reason} (ok_response={allowed})")
     stages: list[array[int]] = [array("q") for _ in range(len(EDGE_STAGES) + 1)]
     for index in range(settings.warmup + settings.iterations):
-        durations, _ = _edge_call(bench.snapshot, payload)
+        durations, _ = _edge_call(bench.snapshot, payload, responses)
         if index >= settings.warmup:
             for out, value in zip(stages, durations, strict=True):
                 out.append(value)
