@@ -40,7 +40,7 @@ _SOURCE_FIELDS: dict[str, tuple[int, bool, Any]] = {
     "roles": (3, False, str),
     "notRoles": (3, True, str),
 }
-_ROLES = 3
+_REQUEST_PRINCIPAL, _ROLES = 2, 3
 _OPERATION_FIELDS = ("methods", "notMethods", "paths", "notPaths", "hosts", "notHosts")
 _RULE_FIELDS = ("name", "action", "dryRun", "from", "to", "when")
 
@@ -74,7 +74,7 @@ class Source:
     def needs_token(self) -> bool:
         """Whether only a request with a token can match this entry."""
         positive = {slot for slot, negated, _ in self.checks if not negated}
-        return self.authenticated is True or bool(positive & {2, _ROLES})
+        return self.authenticated is True or bool(positive & {_REQUEST_PRINCIPAL, _ROLES})
 
 
 @dataclass(frozen=True, slots=True)
