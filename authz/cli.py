@@ -15,11 +15,19 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
 from authz import __version__
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
+from authz.admin_cli import DEFAULT_ADMIN_LISTEN, add_admin_parser
+from authz.authoring_cli import (
+    add_diff_parser,
+    add_explain_argument,
+    add_test_parser,
+    explain_check,
+)
 from authz.config import DEFAULT_LISTEN, ConfigError, ServerConfig
 from authz.decision import new_decision_id
 from authz.engine import decide
@@ -27,6 +35,9 @@ from authz.errors import BundleError
 from authz.policy.bundle import load_bundle
 from authz.request import from_check_request
 from authz.tokens_cli import add_keygen_parser, add_token_parser
+
+if TYPE_CHECKING:
+    from authz.admin import AdminConfig
 
 __all__ = ["main"]
 
@@ -36,9 +47,14 @@ authz: the external authorization service behind Envoy (ext_authz v3, gRPC).
 It answers Envoy's Check calls from a policy bundle: RBAC over mTLS workload
 identities and JWT roles, ABAC as CEL conditions, tenants kept apart.
 
-  authz serve    --policies policies/              serve Check and grpc.health.v1
+  authz serve    --policies policies/              serve Check and grpc.health.v1,
+                                                   reloading the bundle when it changes
   authz validate policies/                         every bundle error, exit 1 if any
   authz check    --policies policies/ req.json     decide one CheckRequest offline
+                                                   (--explain: why, rule by rule)
+  authz test     policies/                         run the bundle's PolicyTests, rule coverage
+  authz diff     old/ new/                         rule changes; flags those that widen access
+  authz admin    status|reload|rollback|lockdown…  the running server's admin API
   authz keygen   --key k.pem --jwks jwks.json      a local signing key for trying it out
   authz token    --key k.pem --issuer … --subject …   mint a token with that key
 """
@@ -77,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         help="serve Envoy's Authorization/Check and grpc.health.v1",
         description="Load the bundle, then serve Check until SIGTERM/SIGINT. An invalid bundle "
         "is printed and the command exits 2 without serving. Health is SERVING once the "
-        "bundle is loaded.",
+        "bundle is loaded. The bundle is reloaded when its directory changes and on SIGHUP; "
+        "an invalid reload is logged and the last good version keeps serving.",
     )
     serve.add_argument(
         "--policies",
@@ -97,6 +114,45 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="seconds to finish in-flight calls on shutdown (default 5)",
+    )
+    serve.add_argument(
+        "--state-dir",
+        default=os.environ.get("AUTHZ_STATE_DIR"),
+        type=Path,
+        help="directory that keeps the version history, a rollback pin and runtime lockdowns "
+        "across restarts (env AUTHZ_STATE_DIR; default: not kept)",
+    )
+    serve.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        help="do not reload when the bundle directory changes (SIGHUP still reloads)",
+    )
+    serve.add_argument(
+        "--reload-debounce",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="reload once changes have stopped for this long (default 0.2)",
+    )
+    serve.add_argument(
+        "--admin-listen",
+        default=os.environ.get("AUTHZ_ADMIN_LISTEN"),
+        metavar="HOST:PORT",
+        help=f"where the admin API listens (env AUTHZ_ADMIN_LISTEN; default {DEFAULT_ADMIN_LISTEN} "
+        "when a token file or client CA is given, else no admin API; 'off' turns it off)",
+    )
+    serve.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=os.environ.get("AUTHZ_ADMIN_TOKEN_FILE"),
+        help="admin callers must send this file's content as a bearer token "
+        "(env AUTHZ_ADMIN_TOKEN_FILE; mode 600, at least 16 characters)",
+    )
+    serve.add_argument("--admin-tls-cert", type=Path, help="admin API over HTTPS: certificate")
+    serve.add_argument("--admin-tls-key", type=Path, help="admin API over HTTPS: private key")
+    serve.add_argument(
+        "--admin-client-ca", type=Path, help="admin API mTLS: CA of the callers' certificates"
     )
     serve.set_defaults(run=_serve)
 
@@ -118,27 +174,69 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--policies", required=True, type=Path, help="bundle directory")
     check.add_argument("--now", help="evaluation time, RFC 3339 (default: the current time)")
     check.add_argument("request", type=Path, help="CheckRequest JSON file ('-' for stdin)")
+    add_explain_argument(check)
     check.set_defaults(run=_check)
 
+    add_test_parser(commands)
+    add_diff_parser(commands)
+    add_admin_parser(commands)
     add_token_parser(commands)
     add_keygen_parser(commands)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from authz.server import run_server  # grpc.aio is only needed by this command
+    # grpc.aio and the file watcher are only needed by this command
+    from authz.reload import WatchError
+    from authz.server import run_server
+    from authz.statedir import StateError
 
     try:
-        config = ServerConfig(policies=args.policies, listen=args.listen, grace_seconds=args.grace)
+        config = ServerConfig(
+            policies=args.policies,
+            listen=args.listen,
+            grace_seconds=args.grace,
+            state_dir=args.state_dir,
+            watch=args.watch,
+            reload_debounce_seconds=args.reload_debounce,
+        )
+        admin = _admin_config(args)
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     try:
-        asyncio.run(run_server(config))
+        asyncio.run(run_server(config, admin=admin))
     except BundleError as exc:
         _print_errors(exc)
         return _EXIT_BAD_INPUT
+    except (StateError, WatchError, ConfigError) as exc:  # ConfigError: e.g. a bad token file
+        print(f"authz serve: {exc}", file=sys.stderr)
+        return _EXIT_BAD_INPUT
     return 0
+
+
+def _admin_config(args: argparse.Namespace) -> AdminConfig | None:
+    """The admin API's settings, or None when it is off.
+
+    Admin calls always need credentials: without a token file or client CA the
+    API is not started, unless an address was asked for, which is then refused.
+    """
+    credentials = args.admin_token_file is not None or args.admin_client_ca is not None
+    if args.admin_listen == "off" or (args.admin_listen is None and not credentials):
+        if args.admin_listen is None:
+            logging.getLogger("authz.admin").info(
+                "admin API off: give --admin-token-file or --admin-client-ca to turn it on"
+            )
+        return None
+    from authz.admin import AdminConfig  # aiohttp is only needed with an admin API
+
+    return AdminConfig(
+        listen=args.admin_listen or DEFAULT_ADMIN_LISTEN,
+        token_file=args.admin_token_file,
+        tls_cert=args.admin_tls_cert,
+        tls_key=args.admin_tls_key,
+        client_ca=args.admin_client_ca,
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -169,8 +267,12 @@ def _check(args: argparse.Namespace) -> int:
     except BundleError as exc:
         _print_errors(exc)
         return _EXIT_BAD_INPUT
-    decision = decide(snapshot, from_check_request(message), now)
-    print(json.dumps(decision.as_json(new_decision_id(), snapshot.version), indent=2))
+    attributes = from_check_request(message)
+    decision = decide(snapshot, attributes, now)
+    output = decision.as_json(new_decision_id(), snapshot.version)
+    if args.explain:
+        output = explain_check(args.explain, snapshot, attributes, now, output)
+    print(json.dumps(output, indent=2))
     if decision.detail:
         print(f"detail: {decision.detail}", file=sys.stderr)
     return _EXIT_ALLOWED if decision.allowed else _EXIT_DENIED

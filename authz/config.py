@@ -6,9 +6,10 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_LISTEN", "ConfigError", "ServerConfig"]
+__all__ = ["DEFAULT_LISTEN", "MAX_RELOAD_DEBOUNCE_SECONDS", "ConfigError", "ServerConfig"]
 
 DEFAULT_LISTEN = "127.0.0.1:9191"
+MAX_RELOAD_DEBOUNCE_SECONDS = 60.0
 
 
 class ConfigError(ValueError):
@@ -23,6 +24,9 @@ class ServerConfig:
     listen: str = DEFAULT_LISTEN
     grace_seconds: float = 5.0
     token_cache_size: int = 10_000
+    state_dir: Path | None = None  # history, pin and runtime lockdowns kept here; None: not kept
+    watch: bool = True  # reload when the bundle directory changes (SIGHUP reloads either way)
+    reload_debounce_seconds: float = 0.2
 
     def __post_init__(self) -> None:
         host, _, port = self.listen.rpartition(":")
@@ -37,3 +41,14 @@ class ServerConfig:
             raise ConfigError("grace: must not be negative")
         if self.token_cache_size < 0:
             raise ConfigError("token-cache-size: must not be negative")
+        if not 0 <= self.reload_debounce_seconds <= MAX_RELOAD_DEBOUNCE_SECONDS:
+            raise ConfigError(
+                f"reload-debounce: must be between 0 and {MAX_RELOAD_DEBOUNCE_SECONDS:g} seconds"
+            )
+        if self.state_dir is not None:
+            state, policies = self.state_dir.resolve(), self.policies.resolve()
+            # Inside the bundle, the kept copies of old versions would be loaded as policy.
+            if state == policies or policies in state.parents:
+                raise ConfigError("state-dir: must not be inside the policies directory")
+            if state in policies.parents:
+                raise ConfigError("state-dir: must not contain the policies directory")

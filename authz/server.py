@@ -9,12 +9,15 @@ Envoy (``failure_mode_allow: false``) turns into a denial too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import signal
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -25,11 +28,16 @@ from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
-from authz.policy.bundle import Snapshot, load_bundle
+from authz.policy.bundle import load_bundle
+from authz.reload import DirectoryWatch, Reloader, exempt_from_gc
 from authz.request import from_check_request
 from authz.response import ResponseTemplates, check_response
+from authz.store import SnapshotStore
 
-__all__ = ["CHECK_METHOD", "SERVICE_NAME", "AuthorizationService", "run_server"]
+if TYPE_CHECKING:
+    from authz.admin import AdminConfig
+
+__all__ = ["CHECK_METHOD", "SERVICE_NAME", "AuthorizationService", "Runtime", "run_server"]
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 CHECK_METHOD = f"/{SERVICE_NAME}/Check"
@@ -39,10 +47,10 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 
 class AuthorizationService:
-    """Answers Check from the current snapshot (one reference, swapped whole on reload)."""
+    """Answers Check from the store's current snapshot (one reference, swapped whole)."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
+    def __init__(self, store: SnapshotStore) -> None:
+        self.store = store
         self.responses = ResponseTemplates()
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
@@ -56,7 +64,7 @@ class AuthorizationService:
 
     def respond(self, message: Any) -> bytes:
         """Decide ``message``; the serialised CheckResponse. Never raises, never allows on error."""
-        snapshot = self.snapshot
+        snapshot = self.store.current  # read once: a reload mid-call cannot mix versions
         decision_id = new_decision_id()
         headers: Mapping[str, str] = _NO_HEADERS
         try:
@@ -100,12 +108,99 @@ def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a running server is made of, for whoever embeds it (the tests, the admin API)."""
+
+    port: int
+    store: SnapshotStore
+    reloader: Reloader
+
+
 async def run_server(
-    config: ServerConfig, ready: Callable[[int], Awaitable[None]] | None = None
+    config: ServerConfig,
+    ready: Callable[[int], Awaitable[None]] | None = None,
+    *,
+    started: Callable[[Runtime], Awaitable[None]] | None = None,
+    admin: AdminConfig | None = None,
 ) -> None:
-    """Load the bundle, serve until SIGTERM/SIGINT, then drain within the grace period."""
-    snapshot = load_bundle(config.policies, token_cache_size=config.token_cache_size)
-    service = AuthorizationService(snapshot)
+    """Load the bundle, serve (and reload it) until SIGTERM/SIGINT, then drain.
+
+    With ``admin``, the admin API runs too (started first: a bad token file stops
+    the start before health reports SERVING). Once serving, ``ready(port)`` and
+    ``started(runtime)`` are awaited, if given.
+    """
+    store, reloader = await _lifecycle(config)
+    reloading = asyncio.create_task(reloader.run(), name="authz-reload")  # closes the watch
+    loop = asyncio.get_running_loop()
+    admin_api = None
+    try:
+        if admin is not None:
+            from authz.admin import start_admin  # aiohttp is only needed with an admin API
+
+            admin_api = await start_admin(store, reloader, admin)
+        server, health, port = await _start_grpc(AuthorizationService(store), config.listen)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")
+
+        _log.info(
+            "serving on %s policy_version=%s rules=%d watch=%s state_dir=%s",
+            _bound(config.listen, port),
+            store.active_version,
+            len(store.current.rules.rules),
+            "on" if reloader.watch else "off",
+            config.state_dir or "none",
+        )
+        if ready is not None:
+            await ready(port)
+        if started is not None:
+            await started(Runtime(port, store, reloader))
+        await stop.wait()
+        _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
+        await health.enter_graceful_shutdown()
+        await server.stop(config.grace_seconds)
+    finally:
+        if admin_api is not None:
+            await admin_api.stop()
+        loop.remove_signal_handler(signal.SIGHUP)
+        reloading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloading
+    _log.info("stopped")
+
+
+async def _lifecycle(config: ServerConfig) -> tuple[SnapshotStore, Reloader]:
+    """The store holding the loaded bundle, and its reloader, already watching if on.
+
+    The watch starts before the first load, so no change can slip in between. A
+    missing directory is left to the load, which reports it as a bundle error.
+    """
+    load = functools.partial(load_bundle, token_cache_size=config.token_cache_size)
+    watch = DirectoryWatch(config.policies) if config.watch and config.policies.is_dir() else None
+    if watch is not None:
+        await watch.start()
+    try:
+        store = SnapshotStore(
+            load(config.policies),
+            state_dir=config.state_dir,
+            bundle_dir=config.policies,
+            loader=load,
+        )
+    except BaseException:
+        if watch is not None:
+            await watch.close()
+        raise
+    exempt_from_gc()
+    debounce = config.reload_debounce_seconds
+    return store, Reloader(store, config.policies, loader=load, debounce=debounce, watch=watch)
+
+
+async def _start_grpc(
+    service: AuthorizationService, listen: str
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
+    """Check and grpc.health.v1 on ``listen``, started and SERVING; the bound port."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -115,27 +210,12 @@ async def run_server(
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port(config.listen)
+    port = server.add_insecure_port(listen)
     await server.start()
+    # SERVING from here on, across reloads: a failed reload keeps the last good bundle.
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    _log.info(
-        "serving on %s policy_version=%s rules=%d",
-        _bound(config.listen, port),
-        snapshot.version,
-        len(snapshot.rules.rules),
-    )
-    if ready is not None:
-        await ready(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
-    await health.enter_graceful_shutdown()
-    await server.stop(config.grace_seconds)
-    _log.info("stopped")
+    return server, health, port
 
 
 def _bound(listen: str, port: int) -> str:

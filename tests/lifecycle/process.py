@@ -1,0 +1,68 @@
+"""``python -m authz serve`` as a child process, its stderr read line by line."""
+
+from __future__ import annotations
+
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SERVING_ON = re.compile(r"serving on 127\.0\.0\.1:(\d+)")
+
+
+class Served:
+    """A server process (a context manager); ``wait_for`` reads its log for a pattern."""
+
+    def __init__(self, bundle: Path, *flags: str) -> None:
+        argv = [sys.executable, "-m", "authz", "serve", "--policies", str(bundle)]
+        self.process = subprocess.Popen(
+            [*argv, "--listen", "127.0.0.1:0", "--grace", "1", *flags],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._pump, args=(self.process.stderr,), daemon=True)
+        self.reader.start()
+        serving = self.wait_for(SERVING_ON)
+        self.banner = serving.string
+        self.port = int(serving.group(1))
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait(timeout=15)
+        self.reader.join(timeout=5)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+
+    def _pump(self, stream: Iterator[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 15) -> re.Match[str]:
+        """The first match of ``pattern`` in the log lines not read yet."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no {pattern.pattern!r} in:\n{''.join(self.seen)}")
+
+    def stop(self) -> int:
+        """SIGTERM and the exit status (killed if it does not stop in time)."""
+        self.process.terminate()
+        return self.process.wait(timeout=15)
