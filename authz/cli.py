@@ -136,6 +136,16 @@ def _parser() -> argparse.ArgumentParser:
         help="reload once changes have stopped for this long (default 0.2)",
     )
     serve.add_argument(
+        "--shadow-policies",
+        default=os.environ.get("AUTHZ_SHADOW_POLICIES") or None,
+        type=Path,
+        metavar="DIR",
+        help="a candidate bundle decided next to --policies on every request and never "
+        "enforced: each difference is logged (logger authz.shadow, one JSON line) and counted. "
+        "Reloaded like --policies. An invalid shadow bundle at start is logged and the server "
+        "runs without shadow: it never stops the server (env AUTHZ_SHADOW_POLICIES)",
+    )
+    serve.add_argument(
         "--admin-listen",
         default=os.environ.get("AUTHZ_ADMIN_LISTEN"),
         metavar="HOST:PORT",
@@ -199,6 +209,7 @@ def _serve(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             watch=args.watch,
             reload_debounce_seconds=args.reload_debounce,
+            shadow_policies=args.shadow_policies,
         )
         admin = _admin_config(args)
     except ConfigError as exc:

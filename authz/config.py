@@ -27,6 +27,8 @@ class ServerConfig:
     state_dir: Path | None = None  # history, pin and runtime lockdowns kept here; None: not kept
     watch: bool = True  # reload when the bundle directory changes (SIGHUP reloads either way)
     reload_debounce_seconds: float = 0.2
+    # A candidate bundle decided next to the active one and never enforced; None: no shadow.
+    shadow_policies: Path | None = None
 
     def __post_init__(self) -> None:
         host, _, port = self.listen.rpartition(":")
@@ -52,3 +54,7 @@ class ServerConfig:
                 raise ConfigError("state-dir: must not be inside the policies directory")
             if state in policies.parents:
                 raise ConfigError("state-dir: must not contain the policies directory")
+            if self.shadow_policies is not None:
+                shadow = self.shadow_policies.resolve()
+                if state == shadow or shadow in state.parents:
+                    raise ConfigError("state-dir: must not be inside the shadow policies directory")

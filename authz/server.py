@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import signal
@@ -30,8 +31,9 @@ from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
 from authz.policy.bundle import load_bundle
 from authz.reload import DirectoryWatch, Reloader, exempt_from_gc
-from authz.request import from_check_request
+from authz.request import RequestAttributes, from_check_request
 from authz.response import ResponseTemplates, check_response
+from authz.shadow import Shadow, open_shadow
 from authz.store import SnapshotStore
 
 if TYPE_CHECKING:
@@ -47,10 +49,12 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 
 class AuthorizationService:
-    """Answers Check from the store's current snapshot (one reference, swapped whole)."""
+    """Answers Check from the store's current snapshot (one reference, swapped whole),
+    and hands each answered request to the ``shadow``, if any."""
 
-    def __init__(self, store: SnapshotStore) -> None:
+    def __init__(self, store: SnapshotStore, shadow: Shadow | None = None) -> None:
         self.store = store
+        self.shadow = shadow  # None: the one check Check pays for shadow rollout
         self.responses = ResponseTemplates()
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
@@ -63,15 +67,21 @@ class AuthorizationService:
         return self.respond(message)
 
     def respond(self, message: Any) -> bytes:
-        """Decide ``message``; the serialised CheckResponse. Never raises, never allows on error."""
+        """Decide ``message``; the serialised CheckResponse. Never raises, never allows on error.
+
+        With a shadow, its decision is scheduled once the response is ready, and
+        made after this returns.
+        """
         snapshot = self.store.current  # read once: a reload mid-call cannot mix versions
         decision_id = new_decision_id()
         headers: Mapping[str, str] = _NO_HEADERS
+        attributes: RequestAttributes | None = None
+        now = datetime.now(UTC)
         try:
             attributes = from_check_request(message)
             if attributes.http is not None:
                 headers = attributes.http.headers
-            decision = decide(snapshot, attributes, datetime.now(UTC))
+            decision = decide(snapshot, attributes, now)
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
             decision = Decision(Reason.INTERNAL_ERROR)
@@ -82,11 +92,14 @@ class AuthorizationService:
                 ", ".join(decision.cel_errors),
             )
         try:
-            return self.responses.encode(decision, decision_id, snapshot.version, headers)
+            response = self.responses.encode(decision, decision_id, snapshot.version, headers)
         except Exception as exc:  # e.g. a claim that cannot be encoded as UTF-8
             _internal_error("encoding the response", decision_id, exc)
             failed = Decision(Reason.INTERNAL_ERROR)
-            return check_response(failed, decision_id, snapshot.version, _NO_HEADERS)
+            response = check_response(failed, decision_id, snapshot.version, _NO_HEADERS)
+        if self.shadow is not None and attributes is not None:
+            self.shadow.submit(snapshot, attributes, now, decision, decision_id)
+        return response
 
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler so deserialisation errors reach :meth:`check`."""
@@ -110,11 +123,16 @@ def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """What a running server is made of, for whoever embeds it (the tests, the admin API)."""
+    """What a running server is made of, for whoever embeds it (the tests, the admin API).
+
+    ``shadow`` and ``shadow_reloader`` are None unless a shadow bundle was loaded.
+    """
 
     port: int
     store: SnapshotStore
     reloader: Reloader
+    shadow: Shadow | None = None
+    shadow_reloader: Reloader | None = None
 
 
 async def run_server(
@@ -124,39 +142,47 @@ async def run_server(
     started: Callable[[Runtime], Awaitable[None]] | None = None,
     admin: AdminConfig | None = None,
 ) -> None:
-    """Load the bundle, serve (and reload it) until SIGTERM/SIGINT, then drain.
+    """Load the bundle (and the shadow bundle, if any), serve (and reload them) until
+    SIGTERM/SIGINT, then drain.
 
     With ``admin``, the admin API runs too (started first: a bad token file stops
     the start before health reports SERVING). Once serving, ``ready(port)`` and
     ``started(runtime)`` are awaited, if given.
     """
-    store, reloader = await _lifecycle(config)
-    reloading = asyncio.create_task(reloader.run(), name="authz-reload")  # closes the watch
+    parts = await _lifecycle(config)
+    reloaders = [r for r in (parts.reloader, parts.shadow_reloader) if r is not None]
+    # Each reloader closes its watch when cancelled.
+    reloading = [
+        asyncio.create_task(r.run(), name=name)
+        for r, name in zip(reloaders, ("authz-reload", "authz-shadow-reload"), strict=False)
+    ]
     loop = asyncio.get_running_loop()
     admin_api = None
     try:
         if admin is not None:
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
-            admin_api = await start_admin(store, reloader, admin)
-        server, health, port = await _start_grpc(AuthorizationService(store), config.listen)
+            admin_api = await start_admin(parts.store, parts.reloader, admin)
+        service = AuthorizationService(parts.store, parts.shadow)
+        server, health, port = await _start_grpc(service, config.listen)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, _request_reloads, reloaders)
 
         _log.info(
-            "serving on %s policy_version=%s rules=%d watch=%s state_dir=%s",
+            "serving on %s policy_version=%s rules=%d watch=%s state_dir=%s shadow=%s",
             _bound(config.listen, port),
-            store.active_version,
-            len(store.current.rules.rules),
-            "on" if reloader.watch else "off",
+            parts.store.active_version,
+            len(parts.store.current.rules.rules),
+            "on" if parts.reloader.watch else "off",
             config.state_dir or "none",
+            parts.shadow.store.active_version if parts.shadow else "off",
         )
         if ready is not None:
             await ready(port)
         if started is not None:
-            await started(Runtime(port, store, reloader))
+            await started(dataclasses.replace(parts, port=port))
         await stop.wait()
         _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
         await health.enter_graceful_shutdown()
@@ -165,14 +191,23 @@ async def run_server(
         if admin_api is not None:
             await admin_api.stop()
         loop.remove_signal_handler(signal.SIGHUP)
-        reloading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reloading
+        for task in reloading:
+            task.cancel()
+        for task in reloading:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     _log.info("stopped")
 
 
-async def _lifecycle(config: ServerConfig) -> tuple[SnapshotStore, Reloader]:
-    """The store holding the loaded bundle, and its reloader, already watching if on.
+def _request_reloads(reloaders: list[Reloader]) -> None:
+    """SIGHUP: reload the bundle and the shadow bundle."""
+    for reloader in reloaders:
+        reloader.request("SIGHUP")
+
+
+async def _lifecycle(config: ServerConfig) -> Runtime:
+    """The store holding the loaded bundle, and its reloader, already watching if on;
+    the same for the shadow bundle, if one is configured and valid (port: not yet known).
 
     The watch starts before the first load, so no change can slip in between. A
     missing directory is left to the load, which reports it as a bundle error.
@@ -181,6 +216,7 @@ async def _lifecycle(config: ServerConfig) -> tuple[SnapshotStore, Reloader]:
     watch = DirectoryWatch(config.policies) if config.watch and config.policies.is_dir() else None
     if watch is not None:
         await watch.start()
+    debounce = config.reload_debounce_seconds
     try:
         store = SnapshotStore(
             load(config.policies),
@@ -188,13 +224,20 @@ async def _lifecycle(config: ServerConfig) -> tuple[SnapshotStore, Reloader]:
             bundle_dir=config.policies,
             loader=load,
         )
+        shadowing = None
+        if config.shadow_policies is not None:
+            shadowing = await open_shadow(
+                config.shadow_policies, store, loader=load, watch=config.watch, debounce=debounce
+            )
     except BaseException:
         if watch is not None:
             await watch.close()
         raise
     exempt_from_gc()
-    debounce = config.reload_debounce_seconds
-    return store, Reloader(store, config.policies, loader=load, debounce=debounce, watch=watch)
+    reloader = Reloader(store, config.policies, loader=load, debounce=debounce, watch=watch)
+    if shadowing is None:
+        return Runtime(0, store, reloader)
+    return Runtime(0, store, reloader, *shadowing)
 
 
 async def _start_grpc(
