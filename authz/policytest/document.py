@@ -1,66 +1,30 @@
-"""PolicyTest: the test cases a bundle carries (spec §7), run through the real engine.
-
-A case is a CheckRequest (proto3 JSON), an optional token and the expected
-decision. Tokens are signed by *ephemeral* keys: the runner generates one key
-per Issuer in memory and decides against a copy of the snapshot that trusts
-those keys only, so a bundle's real (or fetched) keys are never needed and no
-private key ever touches the disk. Time is fixed by ``spec.now`` (default
-:data:`DEFAULT_NOW`), never read from the clock, so a run gives the same
-answers on every machine and every day.
-
-Test documents are validated as strictly as policies: an unknown field is an
-error at ``file:line:column``, because a misspelt ``expect`` field that is
-silently ignored would make a test pass that checks nothing.
-"""
+"""Reading PolicyTest documents: strict validation into cases, errors at file:line:column."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import jwt
 from google.protobuf import json_format
 
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.decision import Reason
-from authz.engine import decide
 from authz.errors import PolicyError
-from authz.identity.keys import KeySet
-from authz.identity.minting import jwks_for, new_private_key
-from authz.identity.tokens import Issuer, TokenVerifier, header_sources
-from authz.policy.bundle import Snapshot
+from authz.identity.tokens import Issuer
 from authz.policy.reader import Reader
 from authz.policy.source import Document, Path
-from authz.request import from_check_request
+from authz.policytest.model import (
+    DEFAULT_NOW,
+    EXPECT_FIELDS,
+    SIGNING_ALGORITHMS,
+    Case,
+    CaseToken,
+    PolicyTest,
+    token_header,
+)
 
-__all__ = [
-    "DEFAULT_NOW",
-    "EXPECT_FIELDS",
-    "Case",
-    "CaseResult",
-    "CaseToken",
-    "EphemeralKeys",
-    "Mismatch",
-    "PolicyTest",
-    "Report",
-    "case_request",
-    "compile_tests",
-    "ephemeral_keys",
-    "rule_positions",
-    "run_case",
-    "run_tests",
-]
-
-#: The evaluation time of a PolicyTest without ``spec.now``: fixed, never the wall clock.
-DEFAULT_NOW = datetime(2026, 1, 1, tzinfo=UTC)
-EXPECT_FIELDS = ("allowed", "status", "reason", "rule", "tenant", "would_match", "audit")
-TOKEN_TTL_SECONDS = 3600  # `exp` of a test token that does not set it: now + 1 h
-TEST_KID = "policytest"
-# Cheap to generate first; RSA only when an issuer accepts nothing else.
-_SIGNING_ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
 _CASE_FIELDS = ("name", "request", "token", "expect")
 _REASONS = tuple(reason.value for reason in Reason)
 
@@ -78,91 +42,6 @@ _EXPECT_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "would_match": (_rule_ids, "a list of rule ids"),
     "audit": (_rule_ids, "a list of rule ids"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class CaseToken:
-    """A case's token: claims (completed when the case runs) and the Issuer that signs it."""
-
-    claims: dict[str, Any]
-    issuer: Issuer
-
-
-@dataclass(frozen=True, slots=True)
-class Case:
-    """One test case, with where it is written."""
-
-    name: str
-    where: str  # file:line:column
-    request: Any  # an envoy.service.auth.v3.CheckRequest
-    token: CaseToken | None
-    expect: dict[str, Any]  # only the fields the author wrote
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyTest:
-    """One ``kind: PolicyTest`` document."""
-
-    name: str
-    file: str
-    now: datetime
-    cases: tuple[Case, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    """One expected field that the decision does not have."""
-
-    field: str
-    expected: Any
-    actual: Any
-
-
-@dataclass(frozen=True, slots=True)
-class CaseResult:
-    """What one case decided, and how it differs from what was expected."""
-
-    test: PolicyTest
-    case: Case
-    actual: dict[str, Any]  # the decision as data (spec §8), without id and version
-    detail: str  # the decision's log detail (why a token or path was refused)
-    mismatches: tuple[Mismatch, ...]
-
-    @property
-    def passed(self) -> bool:
-        """Every expected field matched."""
-        return not self.mismatches
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """The results of a run and the rule coverage they reach."""
-
-    policy_version: str
-    results: tuple[CaseResult, ...]
-    rules: tuple[str, ...]  # every rule id of the bundle, in bundle order
-    covered: frozenset[str]
-    positions: Mapping[str, str] = field(default_factory=dict)  # rule id -> file:line:col
-
-    @property
-    def failed(self) -> tuple[CaseResult, ...]:
-        """The cases that did not pass."""
-        return tuple(result for result in self.results if not result.passed)
-
-    @property
-    def uncovered(self) -> tuple[str, ...]:
-        """Rules that no case reached, in bundle order."""
-        return tuple(rule for rule in self.rules if rule not in self.covered)
-
-    @property
-    def coverage(self) -> float:
-        """Covered rules as a percentage (100 for a bundle without rules)."""
-        if not self.rules:
-            return 100.0
-        return 100.0 * (len(self.rules) - len(self.uncovered)) / len(self.rules)
-
-
-# --- reading --------------------------------------------------------------------------
 
 
 def rule_positions(documents: Sequence[Document]) -> dict[str, str]:
@@ -309,7 +188,7 @@ def _token(reader: Reader, path: Path, issuers: Sequence[Issuer]) -> CaseToken |
     issuer = _issuer(reader, path, spec, issuers)
     if issuer is None:
         return None
-    if not any(alg in issuer.algorithms for alg in _SIGNING_ALGORITHMS):
+    if not any(alg in issuer.algorithms for alg in SIGNING_ALGORITHMS):
         reader.error(path, f"issuer {issuer.name} accepts no algorithm the test runner can sign")
         return None
     return CaseToken(_claims(claims), issuer)
@@ -354,16 +233,11 @@ def _check_token_header(reader: Reader, path: Path, request: Any, issuer: Issuer
         reader.error((*path, "token"), "a token needs an HTTP request (attributes.request.http)")
         return
     http = request.attributes.request.http
-    name = _token_header(issuer)[0]
+    name = token_header(issuer)[0]
     present = {key.lower() for key in http.headers}
     present.update(header.key.lower() for header in http.header_map.headers)
     if name in present:
         reader.error((*path, "token"), f"the request already sets {name!r}; drop it or the token")
-
-
-def _token_header(issuer: Issuer) -> tuple[str, str]:
-    source = issuer.from_headers[0] if issuer.from_headers else None
-    return (source.name, source.prefix) if source else ("authorization", "Bearer ")
 
 
 def _expect(reader: Reader, path: Path) -> dict[str, Any] | None:
@@ -377,109 +251,3 @@ def _expect(reader: Reader, path: Path) -> dict[str, Any] | None:
         if check is not None and not check(value):
             reader.error((*path, name), f"must be {wanted}")
     return spec
-
-
-# --- running --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EphemeralKeys:
-    """A snapshot whose issuers trust in-memory keys only, and the means to sign with them."""
-
-    snapshot: Snapshot
-    signers: Mapping[str, tuple[Any, str]]  # issuer URL -> (private key, alg)
-
-    def sign(self, issuer: Issuer, claims: Mapping[str, Any]) -> str:
-        """A compact JWT over ``claims`` with the issuer's ephemeral key."""
-        key, alg = self.signers[issuer.issuer]
-        return jwt.encode(dict(claims), key, algorithm=alg, headers={"kid": TEST_KID})
-
-
-def ephemeral_keys(snapshot: Snapshot) -> EphemeralKeys:
-    """``snapshot`` with every Issuer's keys replaced by a fresh in-memory key."""
-    issuers: list[Issuer] = []
-    signers: dict[str, tuple[Any, str]] = {}
-    for issuer in snapshot.issuers:
-        alg = next((alg for alg in _SIGNING_ALGORITHMS if alg in issuer.algorithms), None)
-        keys = KeySet.EMPTY
-        if alg is not None:
-            private_key = new_private_key(alg)
-            keys = KeySet.from_jwks(jwks_for(private_key, TEST_KID, alg))
-            signers[issuer.issuer] = (private_key, alg)
-        issuers.append(replace(issuer, keys=keys))
-    trusting = replace(
-        snapshot,
-        issuers=tuple(issuers),
-        token_sources=header_sources(issuers),
-        tokens=TokenVerifier(issuers),
-    )
-    return EphemeralKeys(trusting, signers)
-
-
-def run_tests(
-    snapshot: Snapshot, tests: Sequence[PolicyTest], positions: Mapping[str, str] | None = None
-) -> Report:
-    """Run every case against ``snapshot`` (with ephemeral keys) and measure rule coverage."""
-    keys = ephemeral_keys(snapshot)
-    results = [run_case(keys, test, case) for test in tests for case in test.cases]
-    covered: set[str] = set()
-    for result in results:
-        actual = result.actual
-        covered.update(actual["audit"], actual["would_match"])
-        if actual["rule"] is not None:
-            covered.add(actual["rule"])
-    return Report(
-        snapshot.version,
-        tuple(results),
-        tuple(rule.id for rule in snapshot.rules.rules),
-        frozenset(covered),
-        dict(positions or {}),
-    )
-
-
-def run_case(keys: EphemeralKeys, test: PolicyTest, case: Case) -> CaseResult:
-    """Decide one case with ``decide`` and compare the expected fields."""
-    attributes = from_check_request(case_request(keys, case, test.now))
-    decision = decide(keys.snapshot, attributes, test.now)
-    actual = decision.as_json("", keys.snapshot.version)
-    del actual["decision_id"], actual["policy_version"]
-    return CaseResult(test, case, actual, decision.detail, _compare(case.expect, actual))
-
-
-def case_request(keys: EphemeralKeys, case: Case, now: datetime) -> Any:
-    """The case's CheckRequest, carrying its token (signed now) where its Issuer looks."""
-    message = external_auth_pb2.CheckRequest()
-    message.CopyFrom(case.request)
-    if case.token is not None:
-        claims = _completed(case.token, now)
-        name, prefix = _token_header(case.token.issuer)
-        value = prefix + keys.sign(case.token.issuer, claims)
-        http = message.attributes.request.http
-        if http.header_map.headers and not http.headers:
-            http.header_map.headers.add(key=name, value=value)
-        else:
-            http.headers[name] = value
-    return message
-
-
-def _completed(token: CaseToken, now: datetime) -> dict[str, Any]:
-    """The claims with iss, aud, iat and exp filled in where the case left them out."""
-    issued = int(now.timestamp())
-    claims = {"iss": token.issuer.issuer, "iat": issued, "exp": issued + TOKEN_TTL_SECONDS}
-    if token.issuer.audiences:
-        claims["aud"] = token.issuer.audiences[0]
-    claims.update(token.claims)
-    return claims
-
-
-def _compare(expect: Mapping[str, Any], actual: Mapping[str, Any]) -> tuple[Mismatch, ...]:
-    found = []
-    for name, wanted in expect.items():
-        got = actual[name]
-        if name in ("would_match", "audit"):
-            same = sorted(wanted) == sorted(got)  # the order of recorded rules is not a contract
-        else:
-            same = type(wanted) is type(got) and wanted == got
-        if not same:
-            found.append(Mismatch(name, wanted, got))
-    return tuple(found)
