@@ -14,6 +14,33 @@ from pathlib import Path
 SERVING_ON = re.compile(r"serving on 127\.0\.0\.1:(\d+)")
 
 
+class LogLines:
+    """The lines of a stream (a process's stderr), read on a thread so waiting can time out."""
+
+    def __init__(self, stream: Iterator[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def _pump(self, stream: Iterator[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 15) -> re.Match[str]:
+        """The first match of ``pattern`` in the lines not read yet."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no {pattern.pattern!r} in:\n{''.join(self.seen)}")
+
+
 class Served:
     """A server process (a context manager); ``wait_for`` reads its log for a pattern."""
 
@@ -27,10 +54,8 @@ class Served:
             text=True,
         )
         assert self.process.stderr is not None
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.reader = threading.Thread(target=self._pump, args=(self.process.stderr,), daemon=True)
-        self.reader.start()
+        self.log = LogLines(self.process.stderr)
+        self.lines, self.seen, self.reader = self.log.lines, self.log.seen, self.log.reader
         serving = self.wait_for(SERVING_ON)
         self.banner = serving.string
         self.port = int(serving.group(1))
@@ -45,22 +70,9 @@ class Served:
         assert self.process.stderr is not None
         self.process.stderr.close()
 
-    def _pump(self, stream: Iterator[str]) -> None:
-        for line in stream:
-            self.lines.put(line)
-
     def wait_for(self, pattern: re.Pattern[str], timeout: float = 15) -> re.Match[str]:
         """The first match of ``pattern`` in the log lines not read yet."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=deadline - time.monotonic())
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if match := pattern.search(line):
-                return match
-        raise AssertionError(f"no {pattern.pattern!r} in:\n{''.join(self.seen)}")
+        return self.log.wait_for(pattern, timeout)
 
     def stop(self) -> int:
         """SIGTERM and the exit status (killed if it does not stop in time)."""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -18,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
 from tests.engine.checks import check_request
+from tests.lifecycle.process import LogLines
 
 SERVING_ON = re.compile(r"serving on 127\.0\.0\.1:(\d+)")
 
@@ -29,32 +27,6 @@ def _serve(bundle: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-class _Lines:
-    """The stderr lines of a process, read on a thread so waiting can time out."""
-
-    def __init__(self, stream: Iterator[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.reader = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self.reader.start()
-
-    def _pump(self, stream: Iterator[str]) -> None:
-        for line in stream:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float = 15) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=deadline - time.monotonic())
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if match := pattern.search(line):
-                return match
-        raise AssertionError(f"no {pattern.pattern!r} in:\n{''.join(self.seen)}")
 
 
 @pytest.fixture
@@ -83,7 +55,7 @@ def test_sigterm_drains_then_exits_0(bundle: Path) -> None:
     with _serve(bundle, "--listen", "127.0.0.1:0", "--grace", "1") as process:
         try:
             assert process.stderr is not None
-            lines = _Lines(process.stderr)
+            lines = LogLines(process.stderr)
             port = int(lines.wait_for(SERVING_ON).group(1))
             sent = _drain_while_watching(port, process)
             assert process.wait(timeout=15) == 0
