@@ -18,9 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["LOOPBACK", "CertificateAuthority", "Issued"]
-
-LOOPBACK = ipaddress.ip_address("127.0.0.1")
+__all__ = ["CertificateAuthority", "Issued"]
 
 
 @dataclass(frozen=True)
