@@ -28,7 +28,7 @@ from authz.authoring_cli import (
     add_test_parser,
     explain_check,
 )
-from authz.config import DEFAULT_LISTEN, ConfigError, ServerConfig
+from authz.config import DEFAULT_LISTEN, ConfigError, FetchSettings, ServerConfig
 from authz.decision import new_decision_id
 from authz.engine import decide
 from authz.errors import BundleError
@@ -135,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="reload once changes have stopped for this long (default 0.2)",
     )
+    _add_token_arguments(serve)
     serve.add_argument(
         "--shadow-policies",
         default=os.environ.get("AUTHZ_SHADOW_POLICIES") or None,
@@ -210,6 +211,16 @@ def _serve(args: argparse.Namespace) -> int:
             watch=args.watch,
             reload_debounce_seconds=args.reload_debounce,
             shadow_policies=args.shadow_policies,
+            max_token_bytes=args.max_token_bytes,
+            keys=FetchSettings(
+                timeout_seconds=args.jwks_timeout,
+                max_bytes=args.jwks_max_bytes,
+                refresh_seconds=args.jwks_refresh,
+                min_refresh_seconds=args.jwks_min_refresh,
+                max_refresh_seconds=args.jwks_max_refresh,
+                cooldown_seconds=args.jwks_cooldown,
+                kid_wait_seconds=args.jwks_kid_wait,
+            ),
         )
         admin = _admin_config(args)
     except ConfigError as exc:
@@ -224,6 +235,51 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     return 0
+
+
+def _add_token_arguments(serve: argparse.ArgumentParser) -> None:
+    defaults = FetchSettings()
+    group = serve.add_argument_group(
+        "tokens and remote keys",
+        "Issuers with jwksUri or discovery: true have their keys fetched over HTTPS in the "
+        "background, at start and then as the response's Cache-Control max-age says (clamped "
+        "to the bounds below). A token with an unknown kid triggers one refresh per cool-down; "
+        "requests meeting it wait for it at most --jwks-kid-wait. If the identity provider is "
+        "down, the last good keys keep serving; an issuer whose keys were never fetched gets "
+        "401 invalid_token for its tokens.",
+    )
+    group.add_argument(
+        "--max-token-bytes",
+        type=int,
+        default=16_384,
+        metavar="N",
+        help="a longer token is refused (401) before any parsing or crypto (default 16384)",
+    )
+
+    def seconds(flag: str, default: float, text: str) -> None:
+        dest = flag.removeprefix("--").replace("-", "_")
+        group.add_argument(
+            flag,
+            dest=dest,
+            type=float,
+            default=default,
+            metavar="S",
+            help=f"{text} (default {default:g})",
+        )
+
+    seconds("--jwks-timeout", defaults.timeout_seconds, "whole-exchange timeout of a key fetch")
+    group.add_argument(
+        "--jwks-max-bytes",
+        type=int,
+        default=defaults.max_bytes,
+        metavar="N",
+        help=f"largest JWKS or discovery response accepted (default {defaults.max_bytes})",
+    )
+    seconds("--jwks-refresh", defaults.refresh_seconds, "refresh interval without max-age")
+    seconds("--jwks-min-refresh", defaults.min_refresh_seconds, "lower bound on max-age")
+    seconds("--jwks-max-refresh", defaults.max_refresh_seconds, "upper bound on max-age")
+    seconds("--jwks-cooldown", defaults.cooldown_seconds, "between unknown-kid refreshes")
+    seconds("--jwks-kid-wait", defaults.kid_wait_seconds, "how long a request waits for one")
 
 
 def _admin_config(args: argparse.Namespace) -> AdminConfig | None:

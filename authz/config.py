@@ -6,7 +6,13 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_LISTEN", "MAX_RELOAD_DEBOUNCE_SECONDS", "ConfigError", "ServerConfig"]
+__all__ = [
+    "DEFAULT_LISTEN",
+    "MAX_RELOAD_DEBOUNCE_SECONDS",
+    "ConfigError",
+    "FetchSettings",
+    "ServerConfig",
+]
 
 DEFAULT_LISTEN = "127.0.0.1:9191"
 MAX_RELOAD_DEBOUNCE_SECONDS = 60.0
@@ -17,6 +23,34 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """How remote issuer keys (jwksUri, discovery) are fetched and refreshed."""
+
+    timeout_seconds: float = 5.0  # a whole HTTP exchange, connect to last byte
+    max_bytes: int = 256 * 1024  # a larger response is refused unread
+    refresh_seconds: float = 300.0  # when the response says nothing about caching
+    min_refresh_seconds: float = 60.0  # Cache-Control max-age is clamped to these bounds
+    max_refresh_seconds: float = 3600.0
+    cooldown_seconds: float = 30.0  # between refreshes asked for by unknown kids
+    kid_wait_seconds: float = 0.1  # how long a request may wait for such a refresh
+
+    def check(self) -> None:
+        """Raise ConfigError for settings that cannot work."""
+        if not 0 < self.timeout_seconds <= 60:
+            raise ConfigError("jwks-timeout: must be more than 0 and at most 60 seconds")
+        if not 1024 <= self.max_bytes <= 16 * 1024 * 1024:
+            raise ConfigError("jwks-max-bytes: must be between 1 KiB and 16 MiB")
+        if not 1 <= self.min_refresh_seconds <= self.max_refresh_seconds:
+            raise ConfigError("jwks-min-refresh: must be at least 1 s and at most jwks-max-refresh")
+        if not self.min_refresh_seconds <= self.refresh_seconds <= self.max_refresh_seconds:
+            raise ConfigError("jwks-refresh: must be within jwks-min-refresh and jwks-max-refresh")
+        if self.cooldown_seconds < 0:
+            raise ConfigError("jwks-cooldown: must not be negative")
+        if not 0 <= self.kid_wait_seconds <= self.timeout_seconds:
+            raise ConfigError("jwks-kid-wait: must be between 0 and jwks-timeout")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything `authz serve` needs."""
 
@@ -24,6 +58,8 @@ class ServerConfig:
     listen: str = DEFAULT_LISTEN
     grace_seconds: float = 5.0
     token_cache_size: int = 10_000
+    max_token_bytes: int = 16_384  # a longer token is refused before any parsing or crypto
+    keys: FetchSettings = FetchSettings()
     state_dir: Path | None = None  # history, pin and runtime lockdowns kept here; None: not kept
     watch: bool = True  # reload when the bundle directory changes (SIGHUP reloads either way)
     reload_debounce_seconds: float = 0.2
@@ -43,6 +79,9 @@ class ServerConfig:
             raise ConfigError("grace: must not be negative")
         if self.token_cache_size < 0:
             raise ConfigError("token-cache-size: must not be negative")
+        if not 256 <= self.max_token_bytes <= 1024 * 1024:
+            raise ConfigError("max-token-bytes: must be between 256 and 1048576")
+        self.keys.check()
         if not 0 <= self.reload_debounce_seconds <= MAX_RELOAD_DEBOUNCE_SECONDS:
             raise ConfigError(
                 f"reload-debounce: must be between 0 and {MAX_RELOAD_DEBOUNCE_SECONDS:g} seconds"

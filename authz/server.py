@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import signal
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -29,7 +29,8 @@ from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
-from authz.policy.bundle import load_bundle
+from authz.identity.remote import KeyFetcher
+from authz.policy.bundle import Snapshot, load_bundle
 from authz.reload import DirectoryWatch, Reloader, exempt_from_gc
 from authz.request import RequestAttributes, from_check_request
 from authz.response import ResponseTemplates, check_response
@@ -50,11 +51,19 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 class AuthorizationService:
     """Answers Check from the store's current snapshot (one reference, swapped whole),
-    and hands each answered request to the ``shadow``, if any."""
+    and hands each answered request to the ``shadow``, if any.
 
-    def __init__(self, store: SnapshotStore, shadow: Shadow | None = None) -> None:
+    With ``keys``, a token whose ``kid`` started (or met) a refresh of its issuer's
+    remote keys waits for that refresh up to ``keys.settings.kid_wait_seconds``, and
+    is then decided again: a rotated signing key is followed without a single 401.
+    """
+
+    def __init__(
+        self, store: SnapshotStore, shadow: Shadow | None = None, keys: KeyFetcher | None = None
+    ) -> None:
         self.store = store
         self.shadow = shadow  # None: the one check Check pays for shadow rollout
+        self.keys = keys
         self.responses = ResponseTemplates()
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
@@ -64,6 +73,12 @@ class AuthorizationService:
         except DecodeError:
             _log.warning("refused a malformed CheckRequest (%d bytes)", len(payload))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed CheckRequest")
+        response = self._respond(message, may_wait=True)
+        if isinstance(response, bytes):
+            return response
+        assert self.keys is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(response), self.keys.settings.kid_wait_seconds)
         return self.respond(message)
 
     def respond(self, message: Any) -> bytes:
@@ -72,6 +87,12 @@ class AuthorizationService:
         With a shadow, its decision is scheduled once the response is ready, and
         made after this returns.
         """
+        response = self._respond(message, may_wait=False)
+        assert isinstance(response, bytes)
+        return response
+
+    def _respond(self, message: Any, *, may_wait: bool) -> bytes | asyncio.Future[Any]:
+        """:meth:`respond`, or (``may_wait``) the key refresh to await before deciding again."""
         snapshot = self.store.current  # read once: a reload mid-call cannot mix versions
         decision_id = new_decision_id()
         headers: Mapping[str, str] = _NO_HEADERS
@@ -85,6 +106,10 @@ class AuthorizationService:
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
             decision = Decision(Reason.INTERNAL_ERROR)
+        if self.keys is not None and (refresh := self.keys.pending) is not None:
+            self.keys.pending = None
+            if may_wait and decision.reason is Reason.INVALID_TOKEN:
+                return refresh
         if decision.cel_errors:
             _log.warning(
                 "decision %s: CEL runtime error in rule(s) %s (failed closed)",
@@ -131,6 +156,7 @@ class Runtime:
     port: int
     store: SnapshotStore
     reloader: Reloader
+    keys: KeyFetcher
     shadow: Shadow | None = None
     shadow_reloader: Reloader | None = None
 
@@ -163,7 +189,7 @@ async def run_server(
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
             admin_api = await start_admin(parts.store, parts.reloader, admin)
-        service = AuthorizationService(parts.store, parts.shadow)
+        service = AuthorizationService(parts.store, parts.shadow, parts.keys)
         server, health, port = await _start_grpc(service, config.listen)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -190,6 +216,7 @@ async def run_server(
     finally:
         if admin_api is not None:
             await admin_api.stop()
+        await parts.keys.close()
         loop.remove_signal_handler(signal.SIGHUP)
         for task in reloading:
             task.cancel()
@@ -212,14 +239,27 @@ async def _lifecycle(config: ServerConfig) -> Runtime:
     The watch starts before the first load, so no change can slip in between. A
     missing directory is left to the load, which reports it as a bundle error.
     """
-    load = functools.partial(load_bundle, token_cache_size=config.token_cache_size)
+    keys = KeyFetcher(config.keys)
+    await keys.start()
+
+    def load(directory: Path) -> Snapshot:
+        """Load a bundle; on a worker thread, also wait for its new remote keys' first fetch."""
+        snapshot = load_bundle(
+            directory,
+            token_cache_size=config.token_cache_size,
+            max_token_bytes=config.max_token_bytes,
+            key_provider=keys,
+        )
+        keys.wait_ready(issuer.remote for issuer in snapshot.issuers if issuer.remote)
+        return snapshot
+
     watch = DirectoryWatch(config.policies) if config.watch and config.policies.is_dir() else None
     if watch is not None:
         await watch.start()
     debounce = config.reload_debounce_seconds
     try:
         store = SnapshotStore(
-            load(config.policies),
+            await asyncio.to_thread(load, config.policies),
             state_dir=config.state_dir,
             bundle_dir=config.policies,
             loader=load,
@@ -232,12 +272,13 @@ async def _lifecycle(config: ServerConfig) -> Runtime:
     except BaseException:
         if watch is not None:
             await watch.close()
+        await keys.close()
         raise
     exempt_from_gc()
     reloader = Reloader(store, config.policies, loader=load, debounce=debounce, watch=watch)
     if shadowing is None:
-        return Runtime(0, store, reloader)
-    return Runtime(0, store, reloader, *shadowing)
+        return Runtime(0, store, reloader, keys)
+    return Runtime(0, store, reloader, keys, *shadowing)
 
 
 async def _start_grpc(

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cachetools import LRUCache
@@ -27,11 +27,14 @@ from authz.identity.claims import (
     validity_window,
 )
 from authz.identity.jws import MalformedToken, split_compact
-from authz.identity.keys import SUPPORTED_ALGORITHMS, KeySet
+from authz.identity.keys import EMPTY_KEYS, SUPPORTED_ALGORITHMS, KeySet
 
 __all__ = [
     "HeaderSource",
     "Issuer",
+    "KeyProvider",
+    "KeySource",
+    "RemoteJwks",
     "Token",
     "TokenError",
     "TokenErrorCode",
@@ -50,8 +53,21 @@ class HeaderSource:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteJwks:
+    """Where a remote issuer's keys are fetched from (`jwksUri` or `discovery: true`)."""
+
+    issuer: str
+    jwks_uri: str | None  # None: from the issuer's OpenID Connect discovery document
+    ca_pem: bytes | None  # the issuer's CA bundle (`caFile`); None: the system's
+
+
+@dataclass(frozen=True, slots=True)
 class Issuer:
-    """A trusted JWT issuer (spec §2, `kind: Issuer`)."""
+    """A trusted JWT issuer (spec §2, `kind: Issuer`).
+
+    `keys` are its configured keys (`jwks`, `jwksFile`); an issuer with `remote`
+    set has none of its own and is verified with keys fetched at run time.
+    """
 
     name: str
     issuer: str
@@ -62,6 +78,23 @@ class Issuer:
     tenant_claim: str | None
     from_headers: tuple[HeaderSource, ...]
     leeway_seconds: int
+    remote: RemoteJwks | None = None
+
+
+class KeySource(Protocol):
+    """The current keys of a remote issuer (see `authz.identity.remote`)."""
+
+    @property
+    def keys(self) -> KeySet: ...
+
+    def unknown_kid(self) -> None:
+        """A token named a key that `keys` lacks (or `keys` is still empty)."""
+
+
+class KeyProvider(Protocol):
+    """Gives each remote issuer its key source."""
+
+    def source(self, remote: RemoteJwks) -> KeySource: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +121,7 @@ class TokenErrorCode(StrEnum):
     ALG_NOT_ALLOWED = "alg_not_allowed"
     UNSUPPORTED_HEADER = "unsupported_header"
     UNKNOWN_KID = "unknown_kid"
+    KEYS_UNAVAILABLE = "keys_unavailable"
     BAD_SIGNATURE = "bad_signature"
     BAD_CLAIMS = "bad_claims"
     EXPIRED = "expired"
@@ -143,14 +177,18 @@ _SIGNATURE_ONLY = jwt.PyJWT(
 class _Cached:
     token: Token
     window: ValidityWindow
+    source: KeySource | None  # a remote issuer's keys: the entry lapses when they change
+    keys: KeySet
 
 
 class TokenVerifier:
     """Verifies tokens for one policy bundle's issuers, caching successes.
 
     The cache is keyed by the exact token string and belongs to this verifier;
-    a new bundle builds a new verifier, so key rotations never meet stale entries.
-    Single-threaded (asyncio) use only.
+    a new bundle builds a new verifier, and an entry verified with a remote
+    issuer's keys lapses when those keys are refreshed with a change, so key
+    rotations never meet stale entries. Remote issuers need a `key_provider`;
+    without one their tokens are refused. Single-threaded (asyncio) use only.
     """
 
     def __init__(
@@ -159,11 +197,13 @@ class TokenVerifier:
         *,
         cache_size: int = 10_000,
         max_token_bytes: int = 16_384,
+        key_provider: KeyProvider | None = None,
     ) -> None:
         if cache_size < 0 or max_token_bytes < 0:
             raise ValueError("cache_size and max_token_bytes must not be negative")
         self._issuers: dict[str, Issuer] = {}
         self._algorithms: dict[str, frozenset[str]] = {}
+        self._sources: dict[str, KeySource | None] = {}
         for issuer in issuers:
             if issuer.issuer in self._issuers:
                 raise ValueError(f"issuer {issuer.issuer!r} is configured twice")
@@ -171,6 +211,9 @@ class TokenVerifier:
             # Intersected with SUPPORTED_ALGORITHMS so that `none` or HS* never verify,
             # even if a configuration that lists them slipped past validation.
             self._algorithms[issuer.issuer] = frozenset(issuer.algorithms) & SUPPORTED_ALGORITHMS
+            if issuer.remote is not None:
+                source = key_provider.source(issuer.remote) if key_provider else _NO_KEYS
+                self._sources[issuer.issuer] = source
         self._cache: LRUCache[str, _Cached] | None = (
             LRUCache(maxsize=cache_size) if cache_size else None
         )
@@ -200,6 +243,10 @@ class TokenVerifier:
             return None
         entry = self._cache.get(token)
         if entry is None:
+            return None
+        if entry.source is not None and entry.source.keys is not entry.keys:
+            # The issuer's keys were refreshed: the signing key may be gone.
+            del self._cache[token]
             return None
         # Never served past `exp` (even inside the leeway): drop it, and let a full
         # verification decide, so the cache cannot extend a token's life.
@@ -235,10 +282,18 @@ class TokenVerifier:
             return TokenError(f"alg not allowed for {issuer.name}", TokenErrorCode.ALG_NOT_ALLOWED)
         if kid is not None and not isinstance(kid, str):
             return TokenError("kid is not a string", TokenErrorCode.MALFORMED)
-        claims = _verify_signature(token, issuer.keys, kid, alg)
+        source = self._sources.get(issuer.issuer)
+        keys = issuer.keys if source is None else source.keys
+        claims = _verify_signature(token, keys, kid, alg)
         if isinstance(claims, TokenError):
+            if source is not None and claims.code is TokenErrorCode.UNKNOWN_KID:
+                source.unknown_kid()
+                if keys is EMPTY_KEYS:
+                    return TokenError(
+                        f"keys of {issuer.name} not fetched yet", TokenErrorCode.KEYS_UNAVAILABLE
+                    )
             return claims
-        return _accept(issuer, claims, now)
+        return _accept(issuer, claims, now, source, keys)
 
 
 def _verify_signature(
@@ -260,7 +315,13 @@ def _verify_signature(
     return TokenError("bad signature", TokenErrorCode.BAD_SIGNATURE)
 
 
-def _accept(issuer: Issuer, claims: dict[str, Any], now: float) -> _Cached | TokenError:
+def _accept(
+    issuer: Issuer,
+    claims: dict[str, Any],
+    now: float,
+    source: KeySource | None,
+    keys: KeySet,
+) -> _Cached | TokenError:
     """Check the verified claims and build the Token."""
     if claims.get("iss") != issuer.issuer:
         return TokenError("iss mismatch", TokenErrorCode.BAD_CLAIMS)
@@ -287,4 +348,16 @@ def _accept(issuer: Issuer, claims: dict[str, Any], now: float) -> _Cached | Tok
         tenant=tenant_from(claims, issuer.tenant_claim),
         expires_at=window.expires_at,
     )
-    return _Cached(token=token, window=window)
+    return _Cached(token=token, window=window, source=source, keys=keys)
+
+
+class _Unavailable:
+    """The key source of a remote issuer when nothing fetches keys (offline tools)."""
+
+    keys = EMPTY_KEYS
+
+    def unknown_kid(self) -> None:
+        pass
+
+
+_NO_KEYS: KeySource = _Unavailable()

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from authz.errors import BundleError, PolicyError
-from authz.identity.tokens import HeaderSource, Issuer, TokenVerifier, header_sources
+from authz.identity.tokens import (
+    HeaderSource,
+    Issuer,
+    KeyProvider,
+    TokenVerifier,
+    header_sources,
+)
 from authz.policy.index import RuleIndex
 from authz.policy.issuers import compile_issuer
 from authz.policy.lockdown import Lockdown, compile_lockdown
@@ -45,8 +51,18 @@ class Snapshot:
     revocations: Revocations
 
 
-def load_bundle(root: str | os.PathLike[str], *, token_cache_size: int = 10_000) -> Snapshot:
-    """Load, validate and compile the bundle in directory ``root``."""
+def load_bundle(
+    root: str | os.PathLike[str],
+    *,
+    token_cache_size: int = 10_000,
+    max_token_bytes: int = 16_384,
+    key_provider: KeyProvider | None = None,
+) -> Snapshot:
+    """Load, validate and compile the bundle in directory ``root``.
+
+    Issuers with remote keys (``jwksUri``, ``discovery``) take them from
+    ``key_provider``; without one (offline tools), their tokens are refused.
+    """
     base = FsPath(root)
     if not base.is_dir():
         raise BundleError([PolicyError(str(root), 1, 1, "", "not a directory")])
@@ -82,7 +98,12 @@ def load_bundle(root: str | os.PathLike[str], *, token_cache_size: int = 10_000)
         tenancy=compiled.tenancy or Tenancy(),
         issuers=issuers,
         token_sources=header_sources(issuers),
-        tokens=TokenVerifier(issuers, cache_size=token_cache_size),
+        tokens=TokenVerifier(
+            issuers,
+            cache_size=token_cache_size,
+            max_token_bytes=max_token_bytes,
+            key_provider=key_provider,
+        ),
         files=tuple(sorted(contents)),
         lockdowns=tuple(compiled.lockdowns),
         revocations=compiled.revocations,

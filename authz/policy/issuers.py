@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from authz.errors import PolicyError
 from authz.identity.keys import SUPPORTED_ALGORITHMS, JwksError, KeySet
-from authz.identity.tokens import HeaderSource, Issuer
+from authz.identity.tokens import HeaderSource, Issuer, RemoteJwks
 from authz.policy.reader import Reader
 from authz.policy.source import Document, Path
 
@@ -58,12 +59,15 @@ def compile_issuer(
             )
     keys = _keys(reader, spec, read_file)
     headers = _headers(reader, spec) if "fromHeaders" in spec else DEFAULT_HEADERS
-    if "caFile" in spec:
-        optional("caFile", reader.string, None)
-        if not {"jwksUri", "discovery"} & spec.keys():
-            reader.error(("spec", "caFile"), "caFile only applies to jwksUri or discovery")
+    ca_pem = _ca_bundle(reader, spec, read_file) if "caFile" in spec else None
     if len(errors) > before or issuer is None:
         return None
+    remote = None
+    if "jwksUri" in spec or "discovery" in spec:
+        if "discovery" in spec and not issuer.startswith("https://"):
+            reader.error(("spec", "issuer"), "discovery needs an https:// issuer URL")
+            return None
+        remote = RemoteJwks(issuer, spec.get("jwksUri"), ca_pem)
     return Issuer(
         name=name,
         issuer=issuer,
@@ -74,7 +78,29 @@ def compile_issuer(
         tenant_claim=optional("tenantClaim", reader.string, None),
         from_headers=headers,
         leeway_seconds=optional("leewaySeconds", lambda p: reader.integer(p, 0, 600), 30),
+        remote=remote,
     )
+
+
+def _ca_bundle(reader: Reader, spec: dict[str, Any], read_file: ReadFile) -> bytes | None:
+    """The PEM CA bundle named by caFile (relative to the YAML file), checked to load."""
+    path: Path = ("spec", "caFile")
+    if not {"jwksUri", "discovery"} & spec.keys():
+        reader.error(path, "caFile only applies to jwksUri or discovery")
+        return None
+    relative = reader.string(path)
+    if relative is None:
+        return None
+    content = read_file(relative)
+    if isinstance(content, str):
+        reader.error(path, content)
+        return None
+    try:
+        ssl.create_default_context(cadata=content.decode("ascii"))
+    except (ssl.SSLError, ValueError) as exc:
+        reader.error(path, f"{relative}: not a PEM CA bundle ({exc})")
+        return None
+    return content
 
 
 def _keys(reader: Reader, spec: dict[str, Any], read_file: ReadFile) -> KeySet:

@@ -55,7 +55,7 @@ def ephemeral_keys(snapshot: Snapshot) -> EphemeralKeys:
             private_key = new_private_key(alg)
             keys = KeySet.from_jwks(jwks_for(private_key, TEST_KID, alg))
             signers[issuer.issuer] = (private_key, alg)
-        issuers.append(replace(issuer, keys=keys))
+        issuers.append(replace(issuer, keys=keys, remote=None))
     trusting = replace(
         snapshot,
         issuers=tuple(issuers),
