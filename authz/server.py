@@ -188,7 +188,7 @@ async def run_server(
         if admin is not None:
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
-            admin_api = await start_admin(parts.store, parts.reloader, admin)
+            admin_api = await start_admin(parts.store, parts.reloader, admin, parts.keys)
         service = AuthorizationService(parts.store, parts.shadow, parts.keys)
         server, health, port = await _start_grpc(service, config.listen)
         stop = asyncio.Event()

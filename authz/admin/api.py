@@ -19,8 +19,10 @@ from aiohttp.typedefs import Handler
 from authz.admin.config import AdminConfig, read_token, ssl_context
 from authz.admin.forms import MAX_BODY_BYTES, fields, json_body, lockdown_from
 from authz.admin.problem import Problem
-from authz.admin.render import lockdown_json, runtime_json, version_json
+from authz.admin.render import issuer_json, lockdown_json, runtime_json, version_json
 from authz.config import ConfigError
+from authz.identity.remote import KeyFetcher, SourceStatus
+from authz.identity.tokens import Issuer
 from authz.reload import Reloader
 from authz.store import SnapshotStore
 
@@ -56,11 +58,19 @@ class AdminServer:
         await self._runner.cleanup()
 
 
-async def start_admin(store: SnapshotStore, reloader: Reloader, config: AdminConfig) -> AdminServer:
-    """Serve the admin API; ConfigError when the token or TLS files or the address are unusable."""
+async def start_admin(
+    store: SnapshotStore,
+    reloader: Reloader,
+    config: AdminConfig,
+    keys: KeyFetcher | None = None,
+) -> AdminServer:
+    """Serve the admin API; ConfigError when the token or TLS files or the address are unusable.
+
+    With ``keys``, the status shows how each remote issuer's keys are being fetched.
+    """
     token = read_token(config.token_file) if config.token_file is not None else None
     context = ssl_context(config) if config.tls_cert is not None else None
-    api = _Api(store, reloader, token, mtls=config.client_ca is not None)
+    api = _Api(store, reloader, token, mtls=config.client_ca is not None, keys=keys)
     app = web.Application(middlewares=[api.middleware], client_max_size=MAX_BODY_BYTES)
     app.add_routes(
         [
@@ -95,9 +105,15 @@ class _Api:
     """The handlers, and the middleware that authenticates and logs every call."""
 
     def __init__(
-        self, store: SnapshotStore, reloader: Reloader, token: bytes | None, mtls: bool
+        self,
+        store: SnapshotStore,
+        reloader: Reloader,
+        token: bytes | None,
+        mtls: bool,
+        keys: KeyFetcher | None,
     ) -> None:
         self.store, self.reloader, self.token, self.mtls = store, reloader, token, mtls
+        self.keys = keys
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -178,12 +194,14 @@ class _Api:
                 "bundle": [lockdown_json(x) for x in snapshot.lockdowns if id(x) not in merged],
                 "runtime": [runtime_json(entry) for entry in runtime],
             },
-            issuers=[
-                {"name": issuer.name, "issuer": issuer.issuer, "keys": len(issuer.keys.keys)}
-                for issuer in snapshot.issuers
-            ],
+            issuers=[issuer_json(issuer, self._fetched(issuer)) for issuer in snapshot.issuers],
             reloads={"successes": self.reloader.successes, "failures": self.reloader.failures},
         )
+
+    def _fetched(self, issuer: Issuer) -> SourceStatus | None:
+        if issuer.remote is None or self.keys is None:
+            return None
+        return self.keys.source(issuer.remote).status()
 
     async def reload(self, request: web.Request) -> web.Response:
         """POST /v1/reload: read the bundle directory now."""

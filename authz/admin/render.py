@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from authz.identity.remote import SourceStatus
+from authz.identity.tokens import Issuer
 from authz.policy.lockdown import Lockdown
 from authz.policy.matchers import StringMatcher
 from authz.store import RuntimeLockdown, Version
 
-__all__ = ["lockdown_json", "runtime_json", "version_json"]
+__all__ = ["issuer_json", "lockdown_json", "runtime_json", "version_json"]
 
 
 def version_json(version: Version) -> dict[str, Any]:
@@ -18,6 +20,27 @@ def version_json(version: Version) -> dict[str, Any]:
         "loaded_at": _time(version.loaded_at),
         "files": list(version.files),
         "applied": version.applied,
+    }
+
+
+def issuer_json(issuer: Issuer, fetched: SourceStatus | None) -> dict[str, Any]:
+    """An issuer and its key count; for remote keys, how fetching them goes."""
+    if fetched is None:
+        return {"name": issuer.name, "issuer": issuer.issuer, "keys": len(issuer.keys.keys)}
+    success = fetched.last_success
+    fetched_at = None if success is None else _time(datetime.fromtimestamp(success, UTC))
+    return {
+        "name": issuer.name,
+        "issuer": issuer.issuer,
+        "keys": fetched.keys,
+        "remote": {
+            "url": fetched.url,
+            "ready": fetched.ready,
+            "refreshes": fetched.refreshes,
+            "failures": fetched.failures,
+            "last_success": fetched_at,
+            "last_error": fetched.last_error,
+        },
     }
 
 

@@ -519,6 +519,40 @@ CASES = [
     ),
     pytest.param(
         {
+            "i.yaml": issuer("issuer: http://i\naudiences: [a]\ndiscovery: true"),
+            "ok.yaml": OK_POLICY,
+        },
+        ["i.yaml:5:11: spec.issuer: discovery needs an https:// issuer URL"],
+        id="discovery-not-https",
+    ),
+    pytest.param(
+        {
+            "i.yaml": issuer(ISSUER_OK + "\ncaFile: ca.pem"),
+            "ca.pem": "-----BEGIN CERTIFICATE-----\n",
+            "ok.yaml": OK_POLICY,
+        },
+        ["i.yaml:8:11: spec.caFile: caFile only applies to jwksUri or discovery"],
+        id="caFile-with-jwksFile",
+    ),
+    pytest.param(
+        {
+            "i.yaml": issuer("issuer: https://i\naudiences: [a]\ndiscovery: true\ncaFile: ca.pem"),
+            "ok.yaml": OK_POLICY,
+        },
+        ["i.yaml:8:11: spec.caFile: cannot read ca.pem"],
+        id="caFile-missing",
+    ),
+    pytest.param(
+        {
+            "i.yaml": issuer("issuer: https://i\naudiences: [a]\ndiscovery: true\ncaFile: ca.pem"),
+            "ca.pem": "not a certificate\n",
+            "ok.yaml": OK_POLICY,
+        },
+        ["i.yaml:8:11: spec.caFile: ca.pem: not a PEM CA bundle"],
+        id="caFile-not-pem",
+    ),
+    pytest.param(
+        {
             "i.yaml": issuer(ISSUER_OK),
             "j.yaml": issuer(ISSUER_OK.replace("[a]", "[b]"), name="idp2"),
             "ok.yaml": OK_POLICY,

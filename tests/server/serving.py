@@ -17,7 +17,7 @@ import grpc
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
 from authz.config import ServerConfig
 from authz.policy.bundle import load_bundle
-from authz.server import run_server
+from authz.server import Runtime, run_server
 from tests.policy.bundles import SigningKey
 
 
@@ -29,6 +29,7 @@ class Server:
     channel: Any  # grpc.aio.Channel
     stub: Any  # AuthorizationStub
     policy_version: str
+    runtime: Runtime
 
 
 def live_token(key: SigningKey, **claims: Any) -> str:
@@ -37,20 +38,26 @@ def live_token(key: SigningKey, **claims: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(bundle: Path) -> AsyncIterator[Server]:
+async def serving(bundle: Path, **settings: Any) -> AsyncIterator[Server]:
     """``run_server`` on 127.0.0.1:0 as a background task, stopped by SIGTERM.
+
+    ``settings`` are further :class:`ServerConfig` fields.
 
     SIGTERM goes to this very process, and only once run_server's handler is
     installed (right after ``ready``): the same path as a production shutdown.
     """
     loop = asyncio.get_running_loop()
     bound: asyncio.Future[int] = loop.create_future()
+    parts: list[Runtime] = []
 
     async def ready(port: int) -> None:
         bound.set_result(port)
 
-    config = ServerConfig(policies=bundle, listen="127.0.0.1:0", grace_seconds=0.5)
-    task = asyncio.create_task(run_server(config, ready=ready))
+    async def started(runtime: Runtime) -> None:
+        parts.append(runtime)
+
+    config = ServerConfig(policies=bundle, listen="127.0.0.1:0", grace_seconds=0.5, **settings)
+    task = asyncio.create_task(run_server(config, ready=ready, started=started))
     waiters: set[asyncio.Future[Any]] = {task, bound}
     done, _ = await asyncio.wait(waiters, timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if bound not in done:
@@ -62,7 +69,12 @@ async def serving(bundle: Path) -> AsyncIterator[Server]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.result()}")
     try:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-        yield Server(bound.result(), channel, stub, load_bundle(bundle).version)
+        version = load_bundle(bundle).version
+        for _ in range(100):  # `started` runs right after `ready`
+            if parts:
+                break
+            await asyncio.sleep(0.01)
+        yield Server(bound.result(), channel, stub, version, parts[0])
     finally:
         await channel.close()
         os.kill(os.getpid(), signal.SIGTERM)
