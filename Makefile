@@ -32,6 +32,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.decide
+	$(PY) -m bench.tokens
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

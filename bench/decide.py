@@ -17,14 +17,11 @@ import argparse
 import gc
 import importlib.metadata
 import json
-import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,9 +35,10 @@ from authz.engine import decide
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.request import RequestAttributes, from_check_request
 from authz.response import ResponseTemplates
-from bench import bundles
+from bench import bundles, timing
 from bench.bundles import KINDS, Minter, Probe, Workload
 from bench.decide_report import EDGE_STAGES, MIX, P99_TARGET_US, RATIO_TARGET, render
+from bench.timing import Quietness, round_sizes, stats
 
 __all__ = ["Bench", "BenchError", "Settings", "main", "prepare", "render", "run", "verify"]
 
@@ -192,39 +190,13 @@ def _measure(
     for bench in benches:
         for requests in bench.series.values():
             _time_decisions(bench, requests, settings.warmup, now, array("q"))
-    base, extra = divmod(settings.iterations, settings.rounds)
-    load, collections = os.getloadavg()[0], [g["collections"] for g in gc.get_stats()]
-    cpu, wall = time.thread_time_ns(), time.perf_counter_ns()
-    for round_index in range(settings.rounds):
-        count = base + (1 if round_index < extra else 0)
+    quietness = Quietness()
+    for round_index, count in enumerate(round_sizes(settings.iterations, settings.rounds)):
         # Alternate which bundle goes first, so neither always follows the other.
         for bench in benches if round_index % 2 == 0 else benches[::-1]:
             for name, requests in bench.series.items():
                 _time_decisions(bench, requests, count, now, samples[bench.workload.name][name])
-    conditions = {
-        "cpu_over_wall": round((time.thread_time_ns() - cpu) / (time.perf_counter_ns() - wall), 3),
-        "load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
-        "gc_collections": [
-            g["collections"] - c for g, c in zip(gc.get_stats(), collections, strict=True)
-        ],
-    }
-    return samples, conditions
-
-
-def _stats(samples: Sequence[int]) -> dict[str, float]:
-    """Median, p90, p99 and max in µs (nearest-rank percentiles)."""
-    ordered = sorted(samples)
-
-    def rank(p: float) -> float:
-        return ordered[max(0, math.ceil(p * len(ordered)) - 1)] / 1000
-
-    return {
-        "n": len(ordered),
-        "median_us": round(rank(0.5), 2),
-        "p90_us": round(rank(0.9), 2),
-        "p99_us": round(rank(0.99), 2),
-        "max_us": round(ordered[-1] / 1000, 2),
-    }
+    return samples, quietness.report()
 
 
 def _token_cache(bench: Bench, samples: int, now: datetime) -> dict[str, Any]:
@@ -240,7 +212,7 @@ def _token_cache(bench: Bench, samples: int, now: datetime) -> dict[str, Any]:
             out.append(clock() - began)
             if _mismatch(probe, decision):
                 raise BenchError(f"token cache probe: {_mismatch(probe, decision)}")
-    miss_stats, hit_stats = _stats(miss), _stats(hit)
+    miss_stats, hit_stats = stats(miss), stats(hit)
     return {
         "bundle": bench.workload.name,
         "kind": "vendor_staff_allowed",
@@ -289,9 +261,9 @@ def _edge(bench: Bench, kind: str, settings: Settings) -> dict[str, Any]:
         "outcome": reason,
         "request_bytes": len(payload),
         "response_bytes": len(encoded),
-        "total": _stats(stages[-1]),
+        "total": stats(stages[-1]),
         "stage_median_us": {
-            name: _stats(out)["median_us"] for name, out in zip(EDGE_STAGES, stages, strict=False)
+            name: stats(out)["median_us"] for name, out in zip(EDGE_STAGES, stages, strict=False)
         },
     }
 
@@ -310,7 +282,7 @@ def run(settings: Settings) -> dict[str, Any]:
         name: {
             series: {
                 **({"decided": observed[name][series]} if series in KINDS else {}),
-                **_stats(s),
+                **stats(s),
             }
             for series, s in by_series.items()
         }
@@ -361,35 +333,11 @@ def _ratios(tenants: dict[str, Any], example: dict[str, Any]) -> dict[str, dict[
 
 
 def _machine() -> dict[str, Any]:
-    affinity: Callable[[int], set[int]] | None = getattr(os, "sched_getaffinity", None)
-    clock = time.perf_counter_ns
-    overhead = []
-    for _ in range(10_000):
-        began = clock()
-        overhead.append(clock() - began)
-    overhead.sort()
     return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(affinity(0)) if affinity else os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        **timing.machine(),
         "protobuf": f"{importlib.metadata.version('protobuf')} ({api_implementation.Type()})",
         "cel_expr_python": importlib.metadata.version("cel-expr-python"),
-        "gc_enabled": gc.isenabled(),
-        "timer_overhead_ns": overhead[len(overhead) // 2],
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _parser() -> argparse.ArgumentParser:

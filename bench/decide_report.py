@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
+
+from bench.tables import quietness, table, us
 
 __all__ = ["EDGE_STAGES", "MIX", "P99_TARGET_US", "RATIO_TARGET", "render"]
 
@@ -19,24 +20,8 @@ def render(report: dict[str, Any]) -> str:
     return "\n\n".join("\n".join(section(report)) for section in sections)
 
 
-def _table(aligns: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Columns aligned ``<`` (left) or ``>`` (right), two spaces apart."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
-        return "  ".join(padded).rstrip()
-
-    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
-
-
-def _us(stats: dict[str, Any], *keys: str) -> list[str]:
-    return [f"{stats[f'{key}_us']:.1f}" for key in keys]
-
-
 def _header(report: dict[str, Any]) -> list[str]:
     m, s, c = report["machine"], report["settings"], report["conditions"]
-    load = c["load_average_1m"]
     return [
         "authz decision benchmark (python -m bench.decide)",
         f"machine   {m['cpu_count']} CPUs ({m['cpus_usable']} usable), {m['cpu_model']}",
@@ -48,9 +33,7 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"warm-up, {s['rounds']} interleaved rounds; one thread, one core",
         f"          generated bundle: requests aimed at {s['spread']} of {s['tenants']} tenants; "
         "verified-token cache warm unless stated",
-        f"timing    thread CPU / wall {c['cpu_over_wall']:.3f} in the timed rounds (1.000 = never "
-        f"preempted); load average {load[0]} -> {load[1]}; GC collections gen0/1/2 "
-        + "/".join(str(n) for n in c["gc_collections"]),
+        f"timing    {quietness(c)}",
     ]
 
 
@@ -72,7 +55,7 @@ def _bundles_table(report: dict[str, Any]) -> list[str]:
         )
     repeats = next(iter(report["bundles"].values()))["load_repeats"]
     header = ["bundle", "tenants", "rules", "files", "write ms", "load+compile ms", "min"]
-    return [f"bundles (load+compile: median of {repeats})", *_table("<>>>>>>", header, rows)]
+    return [f"bundles (load+compile: median of {repeats})", *table("<>>>>>>", header, rows)]
 
 
 def _decisions_table(report: dict[str, Any]) -> list[str]:
@@ -84,7 +67,7 @@ def _decisions_table(report: dict[str, Any]) -> list[str]:
         for name, stats in (("example", example[series]), ("tenants", tenants[series])):
             flag = "ok" if stats["p99_us"] <= P99_TARGET_US else "OVER"
             first = (series, outcome) if name == "example" else ("", "")
-            rows.append([*first, labels[name], *_us(stats, "median", "p90", "p99", "max"), flag])
+            rows.append([*first, labels[name], *us(stats, "median", "p90", "p99", "max"), flag])
         ratio = report["ratios"][series]
         flag = "ok" if max(ratio.values()) <= RATIO_TARGET else "OVER"
         rows.append(["", "", "ratio", f"{ratio['median']:.2f}x", "", f"{ratio['p99']:.2f}x"])
@@ -94,19 +77,19 @@ def _decisions_table(report: dict[str, Any]) -> list[str]:
         f"decide() latency per call, µs (targets: p99 <= {P99_TARGET_US:.0f} µs; "
         f"{labels['tenants']} <= {RATIO_TARGET}x example)"
     )
-    return [title, *_table("<<<>>>><", header, rows)]
+    return [title, *table("<<<>>>><", header, rows)]
 
 
 def _cache_table(report: dict[str, Any]) -> list[str]:
     cache = report["token_cache"]
     rows = [
-        ["first call (miss: JWT verified)", *_us(cache["miss"], "median", "p90", "p99", "max")],
-        ["second call (hit)", *_us(cache["hit"], "median", "p90", "p99", "max")],
+        ["first call (miss: JWT verified)", *us(cache["miss"], "median", "p90", "p99", "max")],
+        ["second call (hit)", *us(cache["hit"], "median", "p90", "p99", "max")],
     ]
     return [
         f"verified-token cache, µs ({cache['bundle']} bundle, {cache['kind']}, "
         f"{cache['miss']['n']} fresh tokens): miss/hit median {cache['miss_over_hit_median']}x",
-        *_table("<>>>>", ["decide() call", "median", "p90", "p99", "max"], rows),
+        *table("<>>>>", ["decide() call", "median", "p90", "p99", "max"], rows),
     ]
 
 
@@ -115,12 +98,12 @@ def _edge_table(report: dict[str, Any]) -> list[str]:
     for kind, edge in report["edge"].items():
         stages = [f"{edge['stage_median_us'][stage]:.1f}" for stage in EDGE_STAGES]
         size = f"{edge['request_bytes']}/{edge['response_bytes']}"
-        rows.append([kind, edge["outcome"], size, *_us(edge["total"], "median", "p99"), *stages])
+        rows.append([kind, edge["outcome"], size, *us(edge["total"], "median", "p99"), *stages])
     header = ["request", "outcome", "bytes in/out", "median", "p99", *EDGE_STAGES]
     return [
         "edge path per Check, µs (FromString + from_check_request + decide + check_response,"
         " which encodes the reply; stage columns are medians)",
-        *_table("<<>>>>>>>", header, rows),
+        *table("<<>>>>>>>", header, rows),
     ]
 
 

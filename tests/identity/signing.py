@@ -1,17 +1,28 @@
-"""Test signing: real keys, their public JWKs, and tokens signed with PyJWT."""
+"""Test signing: real keys, their public JWKs, tokens signed with PyJWT, and verifying them."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from authz.identity import HeaderSource, Issuer, KeySet
+from authz.identity import (
+    HeaderSource,
+    Issuer,
+    KeySet,
+    Token,
+    TokenError,
+    TokenErrorCode,
+    TokenVerifier,
+)
 
 NOW = 1_800_000_000.0
 ISS = "https://idp.example.com"
@@ -51,6 +62,10 @@ def ed25519_key(kid: str) -> SigningKey:
     return SigningKey(kid, "EdDSA", ed25519.Ed25519PrivateKey.generate())
 
 
+def ed448_key(kid: str) -> SigningKey:
+    return SigningKey(kid, "EdDSA", ed448.Ed448PrivateKey.generate())
+
+
 def claims(**overrides: Any) -> dict[str, Any]:
     """A valid payload at NOW; an override of None removes the claim."""
     base: dict[str, Any] = {
@@ -84,6 +99,33 @@ def compact(header: dict[str, Any], payload: Any, signature: bytes = b"") -> str
     )
 
 
+def hand_signed(header: dict[str, Any], payload: Any, signer: Callable[[bytes], bytes]) -> str:
+    """A compact JWS whose signature `signer` makes over the signing input, for tokens
+    PyJWT refuses to sign (a key of the wrong curve, a padding the header does not name)."""
+    signing_input = compact(header, payload).rsplit(".", 1)[0]
+    return f"{signing_input}.{b64(signer(signing_input.encode()))}"
+
+
+def rsa_signer(
+    key: SigningKey, pad: padding.AsymmetricPadding | None = None
+) -> Callable[[bytes], bytes]:
+    """Signs with `key` and SHA-256: PKCS#1 v1.5 (RS256) unless `pad` says otherwise."""
+    private: rsa.RSAPrivateKey = key.private
+    return lambda data: private.sign(data, pad or padding.PKCS1v15(), hashes.SHA256())
+
+
+def ecdsa_signer(key: SigningKey, digest: hashes.HashAlgorithm) -> Callable[[bytes], bytes]:
+    """Raw r||s ECDSA signatures (RFC 7518 §3.4) with any digest, whatever the curve."""
+    private: ec.EllipticCurvePrivateKey = key.private
+    size = (private.curve.key_size + 7) // 8
+
+    def signer(data: bytes) -> bytes:
+        r, s = decode_dss_signature(private.sign(data, ec.ECDSA(digest)))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    return signer
+
+
 def issuer(*keys: SigningKey, **overrides: Any) -> Issuer:
     """An Issuer trusting `keys`, with RS256/PS256/ES256/ES384/EdDSA allowed."""
     fields: dict[str, Any] = {
@@ -99,3 +141,14 @@ def issuer(*keys: SigningKey, **overrides: Any) -> Issuer:
     }
     fields.update(overrides)
     return Issuer(**fields)
+
+
+def verify(issuers: Issuer | list[Issuer], token: str, now: float = NOW) -> Token | TokenError:
+    """`token` verified at `now` by a new TokenVerifier trusting `issuers`."""
+    return TokenVerifier(issuers if isinstance(issuers, list) else [issuers]).verify(token, now)
+
+
+def expect_error(result: Token | TokenError, code: TokenErrorCode) -> None:
+    """`result` is a refusal with `code`."""
+    assert isinstance(result, TokenError), result
+    assert result.code == code, result.detail

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from authz.identity import EMPTY_KEYS, SUPPORTED_ALGORITHMS, JwksError, KeySet
 from tests.identity.signing import SigningKey, rsa_key
@@ -121,3 +121,52 @@ def test_key_sets_compare_by_key_material(rs256: SigningKey, attacker: SigningKe
     assert KeySet.from_jwks({"keys": [rs256.jwk]}) == KeySet.from_jwks({"keys": [rs256.jwk]})
     assert rs256.kid == attacker.kid
     assert KeySet.from_jwks({"keys": [rs256.jwk]}) != KeySet.from_jwks({"keys": [attacker.jwk]})
+
+
+_EXPORT: dict[str, Any] = {"RS256": RSAAlgorithm, "ES256": ECAlgorithm, "EdDSA": OKPAlgorithm}
+
+
+@pytest.mark.parametrize("alg", list(_EXPORT))
+def test_a_jwks_holding_a_private_key_is_refused_whole(
+    all_keys: dict[str, SigningKey], rs256: SigningKey, alg: str
+) -> None:
+    leaked = {**_EXPORT[alg].to_jwk(all_keys[alg].private, as_dict=True), "kid": "leaked"}
+    # A good public key beside it does not make the set usable: the publisher leaked a
+    # signing key, and whoever holds it can mint tokens this set would accept.
+    with pytest.raises(JwksError, match=r"keys\[1\]: contains private key material \(d"):
+        KeySet.from_jwks({"keys": [rs256.jwk, leaked]})
+
+
+@pytest.mark.parametrize("member", ["d", "p", "q", "dp", "dq", "qi", "oth", "k"])
+@pytest.mark.parametrize("use", ["sig", "enc"])
+def test_any_private_member_refuses_the_jwks(rs256: SigningKey, use: str, member: str) -> None:
+    # Also on a key that would otherwise be skipped (use: enc): a leak is never ignored.
+    jwk = {**rs256.jwk, "use": use, member: "AQAB"}
+    with pytest.raises(JwksError, match=rf"private key material \({member}\)"):
+        KeySet.from_jwks({"keys": [jwk]})
+
+
+# Public keys that cannot be what they claim: refused, never half-used.
+BROKEN: list[tuple[str, str, dict[str, Any], str]] = [
+    ("rsa-exponent-1", "RS256", {"e": "AQ"}, "invalid RSA key: e must be >= 3"),
+    ("rsa-exponent-even", "RS256", {"e": "BA"}, "invalid RSA key: e must be odd"),
+    ("ec-point-off-curve", "ES256", {"y": "AAAA" * 10 + "AAA"}, "invalid EC key"),
+    ("ec-curve-relabelled", "ES256", {"crv": "P-384"}, "invalid EC key"),
+    ("okp-short-x", "EdDSA", {"x": "AAAA" * 10 + "AA"}, "invalid OKP key"),
+    ("okp-curve-relabelled", "EdDSA", {"crv": "Ed448"}, "invalid OKP key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("alg", "changes", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
+)
+def test_a_broken_public_key_is_refused(
+    all_keys: dict[str, SigningKey], alg: str, changes: dict[str, str], message: str
+) -> None:
+    with pytest.raises(JwksError, match=message):
+        KeySet.from_jwks({"keys": [{**all_keys[alg].jwk, **changes}]})
+
+
+def test_a_key_agreement_curve_is_skipped() -> None:
+    x25519_jwk = {"kty": "OKP", "crv": "X25519", "x": "AAAA" * 10 + "AAA", "kid": "ecdh"}
+    assert KeySet.from_jwks({"keys": [x25519_jwk]}) == KeySet.EMPTY

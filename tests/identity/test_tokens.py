@@ -1,15 +1,16 @@
-"""TokenVerifier.verify: what verifies, what is refused and why, and the cache."""
+"""TokenVerifier.verify: what verifies, what is refused and why, and the cache.
+
+Forgeries (algorithm confusion, `alg: none`, keys brought by the token, hostile `kid`s,
+`crit`, oversized tokens, exact leeway boundaries) are in `test_hardening.py`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from authz.identity import (
     Issuer,
@@ -27,21 +28,14 @@ from tests.identity.signing import (
     b64,
     claims,
     compact,
+    expect_error,
     issuer,
     sign,
+    verify,
 )
 
 Code = TokenErrorCode
 Keys = dict[str, SigningKey]
-
-
-def verify(issuers: Issuer | list[Issuer], token: str, now: float = NOW) -> Token | TokenError:
-    return TokenVerifier(issuers if isinstance(issuers, list) else [issuers]).verify(token, now)
-
-
-def expect_error(result: Token | TokenError, code: TokenErrorCode) -> None:
-    assert isinstance(result, TokenError), result
-    assert result.code == code, result.detail
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256", "ES384", "EdDSA"])
@@ -75,28 +69,13 @@ def with_header(**headers: Any) -> Case:
     return lambda k: (sign(k["RS256"], claims(), **headers), issuer(k["RS256"]))
 
 
-def by_attacker(**headers: Any) -> Case:
+def _by_attacker(k: Keys) -> tuple[str, Issuer]:
     """A token signed by the untrusted key (which reuses the trusted kid)."""
-    return lambda k: (sign(k["attacker"], claims(), **headers), issuer(k["RS256"]))
+    return sign(k["attacker"], claims()), issuer(k["RS256"])
 
 
-def hand_built(header: dict[str, Any], signature: bytes, *algorithms: str) -> Case:
-    """A hand-built token whose issuer allows `algorithms` (even ones it never should)."""
-    return lambda k: (
-        compact(header, claims(), signature),
-        issuer(k["RS256"], algorithms=algorithms or ("RS256",)),
-    )
-
-
-def _hs256_confusion(k: Keys) -> tuple[str, Issuer]:
-    pem = (
-        k["RS256"]
-        .private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    unsigned = compact({"alg": "HS256", "kid": k["RS256"].kid}, claims()).rsplit(".", 1)[0]
-    signature = hmac.new(pem, unsigned.encode(), hashlib.sha256).digest()
-    return f"{unsigned}.{b64(signature)}", issuer(k["RS256"], algorithms=("RS256", "HS256"))
+def _alg_missing(k: Keys) -> tuple[str, Issuer]:
+    return compact({"kid": k["RS256"].kid}, claims(), b"x"), issuer(k["RS256"])
 
 
 def _tampered(k: Keys) -> tuple[str, Issuer]:
@@ -124,30 +103,15 @@ def _encryption_key(k: Keys) -> tuple[str, Issuer]:
     return sign(k["RS256"], claims()), issuer(keys=KeySet.from_jwks(jwks))
 
 
-def _attacker_own_kid(k: Keys) -> tuple[str, Issuer]:
-    evil = dataclasses.replace(k["attacker"], kid="evil")
-    return sign(evil, claims(), jwk=evil.jwk), issuer(k["RS256"])
-
-
 REFUSED: list[tuple[str, Case, TokenErrorCode]] = [
-    ("wrong-key", by_attacker(), Code.BAD_SIGNATURE),
+    ("wrong-key", _by_attacker, Code.BAD_SIGNATURE),
     ("tampered-payload", _tampered, Code.BAD_SIGNATURE),
     ("unknown-kid", with_header(kid="nope"), Code.UNKNOWN_KID),
     ("no-kid-no-fitting-key", _no_kid_no_fitting_key, Code.UNKNOWN_KID),
     ("alg-not-allowed", _alg_not_allowed, Code.ALG_NOT_ALLOWED),
-    ("alg-none-empty-sig", hand_built({"alg": "none"}, b"", "none"), Code.MALFORMED),
-    ("alg-none-with-sig", hand_built({"alg": "none"}, b"x", "none"), Code.ALG_NOT_ALLOWED),
-    ("alg-missing", hand_built({"kid": "rsa-1"}, b"x"), Code.ALG_NOT_ALLOWED),
-    ("hs256-with-rsa-pem-secret", _hs256_confusion, Code.ALG_NOT_ALLOWED),
+    ("alg-missing", _alg_missing, Code.ALG_NOT_ALLOWED),
     ("ec-key-under-kid-with-rs256", _key_type_mismatch, Code.UNKNOWN_KID),
     ("key-use-enc", _encryption_key, Code.UNKNOWN_KID),
-    ("crit-header", with_header(crit=["exp"]), Code.UNSUPPORTED_HEADER),
-    ("kid-not-string", hand_built({"alg": "RS256", "kid": 7}, b"x"), Code.MALFORMED),
-    ("attacker-jwk-embedded", lambda k: by_attacker(jwk=k["attacker"].jwk)(k), Code.BAD_SIGNATURE),
-    ("attacker-jwk-own-kid", _attacker_own_kid, Code.UNKNOWN_KID),
-    ("attacker-jku", by_attacker(jku="https://evil.example/jwks"), Code.BAD_SIGNATURE),
-    ("attacker-x5u", by_attacker(x5u="https://evil.example/cert"), Code.BAD_SIGNATURE),
-    ("oversize", with_claims(pad="x" * 20_000), Code.TOO_LARGE),
     ("exp-missing", with_claims(exp=None), Code.BAD_CLAIMS),
     ("exp-bool", with_claims(exp=True), Code.BAD_CLAIMS),
     ("exp-string", with_claims(exp=str(NOW + 300)), Code.BAD_CLAIMS),
@@ -233,11 +197,6 @@ def test_token_without_sub_has_no_principal(rs256: SigningKey) -> None:
     result = verify(issuer(rs256), sign(rs256, claims(sub=None)))
     assert isinstance(result, Token)
     assert (result.subject, result.principal) == ("", "")
-
-
-def test_jku_and_x5u_headers_are_ignored(rs256: SigningKey) -> None:
-    token = sign(rs256, claims(), jku="https://evil.example/jwks", x5u="https://evil.example/c")
-    assert isinstance(verify(issuer(rs256), token), Token)
 
 
 def test_without_kid_every_fitting_key_is_tried(rs256: SigningKey, attacker: SigningKey) -> None:
