@@ -115,6 +115,12 @@ def _parse_key(index: int, entry: object) -> VerificationKey | None:
         raise JwksError(f"{where}: contains private key material ({', '.join(leaked)})")
     if use is not None and use != "sig":
         return None
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None:
+        if not isinstance(key_ops, list) or not all(isinstance(op, str) for op in key_ops):
+            raise JwksError(f"{where}: 'key_ops' must be a list of strings")
+        if "verify" not in key_ops:  # RFC 7517 §4.3: not meant for checking signatures
+            return None
     if alg is not None and alg not in SUPPORTED_ALGORITHMS:
         return None
     public_key = _load_public_key(jwk, where)

@@ -31,6 +31,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("kid-not-a-string", {"keys": [{"kty": "RSA", "kid": 1}]}, r"keys\[0\]: 'kid' must be"),
     ("use-not-a-string", {"keys": [{"kty": "RSA", "use": True}]}, "'use' must be a string"),
     ("kty-missing", {"keys": [{"n": "AQAB"}]}, "'kty' must be a string"),
+    ("key-ops-not-a-list", {"keys": [{"kty": "RSA", "key_ops": "verify"}]}, "'key_ops' must be"),
     ("rsa-without-n", {"keys": [{"kty": "RSA", "e": "AQAB"}]}, "invalid RSA key"),
     ("rsa-n-not-base64", {"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB"}]}, "invalid RSA key"),
     ("rsa-n-number", {"keys": [{"kty": "RSA", "n": 5, "e": "AQAB"}]}, "invalid RSA key"),
@@ -60,6 +61,7 @@ def test_skipped_keys(rs256: SigningKey) -> None:
     jwks = {
         "keys": [
             {**rs256.jwk, "kid": "enc", "use": "enc"},
+            {**rs256.jwk, "kid": "encrypt-only", "key_ops": ["encrypt", "wrapKey"]},
             {**rs256.jwk, "kid": "oaep", "alg": "RSA-OAEP"},
             {**rs256.jwk, "kid": "hmac-pinned", "alg": "HS256"},
             {"kty": "future", "kid": "future"},
@@ -68,6 +70,11 @@ def test_skipped_keys(rs256: SigningKey) -> None:
         ]
     }
     assert KeySet.from_jwks(jwks) == KeySet.EMPTY
+
+
+def test_a_key_whose_key_ops_allow_verify_is_used(rs256: SigningKey) -> None:
+    jwks = {"keys": [{**rs256.jwk, "key_ops": ["verify"]}]}
+    assert len(KeySet.from_jwks(jwks).candidates(rs256.kid, "RS256")) == 1
 
 
 def _okp448() -> dict[str, Any]:
