@@ -45,6 +45,7 @@ class AuthzServer:
     policies: Path
     port: int
     stderr: IO[bytes] | int | None = None
+    options: tuple[str, ...] = ()  # further `authz serve` flags
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -57,7 +58,7 @@ class AuthzServer:
         if self.running:
             raise AuthzServerError("authz server already running")
         argv = [sys.executable, "-m", "authz", "serve"]
-        argv += ["--policies", str(self.policies), "--listen", self.target]
+        argv += ["--policies", str(self.policies), "--listen", self.target, *self.options]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=self.stderr)
 
     @property

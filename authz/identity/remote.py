@@ -316,6 +316,10 @@ class KeyFetcher:
                 max_age = _max_age(response.headers.getall("cache-control", []))
         except TimeoutError:
             raise KeyFetchError(f"{url}: timed out") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise KeyFetchError(f"{url}: untrusted certificate: {exc.certificate_error}") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise KeyFetchError(f"{url}: cannot connect: {exc.os_error}") from None
         except aiohttp.ClientError as exc:
             raise KeyFetchError(f"{url}: {type(exc).__name__}: {exc}") from None
         try:

@@ -271,9 +271,7 @@ async def test_during_an_outage_the_last_good_keys_keep_serving(
         token = token_for(idp, source, sub="during-outage")  # not cached: verified now
         assert verified(verifier.verify(token, NOW)).subject == "during-outage"
         status = found.status()
-        assert (
-            status.ready and status.keys == 1 and "ClientConnectorError" in str(status.last_error)
-        )
+        assert status.ready and status.keys == 1 and "cannot connect" in str(status.last_error)
     finally:
         await fetcher.close()
 
