@@ -64,14 +64,14 @@ class CertificateFiles:
         """The files as they are now; ConfigError if they cannot serve (used at start)."""
         with self._lock:
             try:
-                stats = self._stat()
+                stats, settled = self._stat()
                 contents = self._read()
                 config, served = _configuration(self.paths, contents)
             except OSError as exc:
                 raise ConfigError(f"tls: cannot read {exc.filename}: {exc.strerror}") from None
             except ValueError as exc:
                 raise ConfigError(f"tls: {exc}") from None
-            self._seen = _Seen(stats, contents, _settled(stats))
+            self._seen = _Seen(stats, contents, settled)
             _log.info("tls: serving %s", served)
             return config
 
@@ -81,14 +81,14 @@ class CertificateFiles:
         with self._lock:
             seen = self._seen
             try:
-                stats = self._stat()
+                stats, settled = self._stat()
                 if seen is not None and seen.settled and stats == seen.stats:
                     return None
                 contents = self._read()
             except OSError as exc:
                 self._refuse(f"cannot read {exc.filename}: {exc.strerror}")
                 return None
-            self._seen = _Seen(stats, contents, _settled(stats))
+            self._seen = _Seen(stats, contents, settled)
             if seen is not None and contents == seen.contents:
                 return None
             try:
@@ -100,9 +100,13 @@ class CertificateFiles:
             _log.info("tls: files changed on disk; new connections get %s", served)
             return config
 
-    def _stat(self) -> _Stats:
+    def _stat(self) -> tuple[_Stats, bool]:
+        """What identifies the files' versions, and whether they have settled."""
         # stat follows symlinks: a secret volume's `..data` swap shows as new inodes.
-        return tuple(_signature(os.stat(path)) for path in self.paths)
+        stats = [os.stat(path) for path in self.paths]
+        newest = max(max(stat.st_mtime_ns, stat.st_ctime_ns) for stat in stats)
+        settled = time.time_ns() - newest > _SETTLE_NS
+        return tuple(_signature(stat) for stat in stats), settled
 
     def _read(self) -> _Contents:
         cert, key, client_ca = (path.read_bytes() for path in self.paths)
@@ -127,11 +131,6 @@ def server_credentials(files: CertificateFiles) -> grpc.ServerCredentials:
 
 def _signature(stat: os.stat_result) -> tuple[int, ...]:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-
-
-def _settled(stats: _Stats) -> bool:
-    newest = max(max(stat[3], stat[4]) for stat in stats)
-    return time.time_ns() - newest > _SETTLE_NS
 
 
 def _configuration(
