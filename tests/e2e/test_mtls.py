@@ -18,11 +18,11 @@ import pytest
 
 from dev import upstream
 from dev.bundle import ScratchBundle, prepare
-from tests.e2e.conftest import ROOT
 from tests.e2e.mesh import SIDECAR_ID, Mesh, mesh_stack, spiffe_id
 from tests.e2e.stack import Reply, Stack
 from tests.pki import Issued
 
+ROOT = Path(__file__).resolve().parents[2]
 PAYMENTS = "/api/v1/payments"
 PAYMENT_HOST = "payment.payment.svc.cluster.local:8080"
 CHARGE = [("x-idempotency-key", "ord-77"), ("x-amount", "120")]
