@@ -146,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         "Reloaded like --policies. An invalid shadow bundle at start is logged and the server "
         "runs without shadow: it never stops the server (env AUTHZ_SHADOW_POLICIES)",
     )
+    _add_tls_arguments(serve)
     serve.add_argument(
         "--admin-listen",
         default=os.environ.get("AUTHZ_ADMIN_LISTEN"),
@@ -196,6 +197,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_tls_arguments(serve: argparse.ArgumentParser) -> None:
+    """The gRPC port's mTLS: the server's certificate, the client CA, the allow-list."""
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PATH",
+        help="serve gRPC over TLS with this certificate (PEM, chain allowed); needs --tls-key "
+        "and --client-ca. The three files are re-read when they change on disk (cert-manager, "
+        "SPIRE, a Kubernetes secret volume): new connections get the new ones, open ones stay",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="PATH",
+        help="the private key of --tls-cert (PEM, unencrypted); a replacement pair that does "
+        "not load or does not match is refused and logged, and the old pair keeps serving",
+    )
+    serve.add_argument(
+        "--client-ca",
+        type=Path,
+        metavar="PATH",
+        help="CA certificate(s) (PEM) that client certificates must chain to: a client "
+        "without such a certificate fails the TLS handshake (mTLS)",
+    )
+    serve.add_argument(
+        "--allow-client",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this client may call Check: the SPIFFE ID in its certificate's URI SAN, "
+        "exactly, or a prefix ending in /* (spiffe://cluster.local/ns/istio-system/*); "
+        "repeatable. Others get PERMISSION_DENIED, which Envoy turns into a 403. Health "
+        "checks are not restricted. Needs mTLS; default: any certificate from --client-ca",
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     # grpc.aio and the file watcher are only needed by this command
     from authz.reload import WatchError
@@ -221,6 +258,10 @@ def _serve(args: argparse.Namespace) -> int:
                 cooldown_seconds=args.jwks_cooldown,
                 kid_wait_seconds=args.jwks_kid_wait,
             ),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            client_ca=args.client_ca,
+            allow_clients=tuple(args.allow_client),
         )
         admin = _admin_config(args)
     except ConfigError as exc:

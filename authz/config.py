@@ -16,6 +16,7 @@ __all__ = [
 
 DEFAULT_LISTEN = "127.0.0.1:9191"
 MAX_RELOAD_DEBOUNCE_SECONDS = 60.0
+_SPIFFE = "spiffe://"
 
 
 class ConfigError(ValueError):
@@ -65,8 +66,15 @@ class ServerConfig:
     reload_debounce_seconds: float = 0.2
     # A candidate bundle decided next to the active one and never enforced; None: no shadow.
     shadow_policies: Path | None = None
+    # gRPC over mTLS (all three or none), re-read when they change on disk; None: plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    # SPIFFE IDs that may call Check (a trailing /* matches a prefix); empty: any client cert.
+    allow_clients: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self._check_tls()
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"listen: expected HOST:PORT, got {self.listen!r}")
@@ -97,3 +105,33 @@ class ServerConfig:
                 shadow = self.shadow_policies.resolve()
                 if state == shadow or shadow in state.parents:
                     raise ConfigError("state-dir: must not be inside the shadow policies directory")
+
+    def _check_tls(self) -> None:
+        given = [path is not None for path in (self.tls_cert, self.tls_key, self.client_ca)]
+        if any(given) and not all(given):
+            raise ConfigError("tls-cert, tls-key, client-ca: give all three (mTLS) or none")
+        if self.allow_clients and not all(given):
+            raise ConfigError(
+                "allow-client: needs tls-cert, tls-key and client-ca; without client "
+                "certificates there is no identity to allow"
+            )
+        for entry in self.allow_clients:
+            _check_client_id(entry)
+
+
+def _check_client_id(entry: str) -> None:
+    """A SPIFFE ID ``spiffe://TRUST-DOMAIN/PATH``, or a prefix of IDs ending in ``/*``."""
+    body = entry.removeprefix(_SPIFFE)
+    stem = body.removesuffix("/*")
+    domain, _, path = stem.partition("/")
+    if (
+        not entry.startswith(_SPIFFE)
+        or not domain
+        or (stem == body and not path)
+        or "*" in stem
+        or any(char.isspace() for char in entry)
+    ):
+        raise ConfigError(
+            f"allow-client: {entry!r} is neither a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH) nor "
+            "a prefix of one ending in /* (spiffe://cluster.local/ns/istio-system/*)"
+        )

@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
+from authz.callers import AllowedClients
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
@@ -36,6 +37,7 @@ from authz.request import RequestAttributes, from_check_request
 from authz.response import ResponseTemplates, check_response
 from authz.shadow import Shadow, open_shadow
 from authz.store import SnapshotStore
+from authz.tls import CertificateFiles, server_credentials
 
 if TYPE_CHECKING:
     from authz.admin import AdminConfig
@@ -51,7 +53,8 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 class AuthorizationService:
     """Answers Check from the store's current snapshot (one reference, swapped whole),
-    and hands each answered request to the ``shadow``, if any.
+    and hands each answered request to the ``shadow``, if any. With ``allowed``, only
+    those clients may call Check.
 
     With ``keys``, a token whose ``kid`` started (or met) a refresh of its issuer's
     remote keys waits for that refresh up to ``keys.settings.kid_wait_seconds``, and
@@ -59,10 +62,15 @@ class AuthorizationService:
     """
 
     def __init__(
-        self, store: SnapshotStore, shadow: Shadow | None = None, keys: KeyFetcher | None = None
+        self,
+        store: SnapshotStore,
+        shadow: Shadow | None = None,
+        allowed: AllowedClients | None = None,
+        keys: KeyFetcher | None = None,
     ) -> None:
         self.store = store
         self.shadow = shadow  # None: the one check Check pays for shadow rollout
+        self.allowed = allowed  # None: no per-call cost at all
         self.keys = keys
         self.responses = ResponseTemplates()
 
@@ -128,7 +136,8 @@ class AuthorizationService:
 
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler so deserialisation errors reach :meth:`check`."""
-        method = grpc.unary_unary_rpc_method_handler(self.check)
+        check = self.check if self.allowed is None else self.allowed.guard(self.check)
+        method = grpc.unary_unary_rpc_method_handler(check)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": method})
 
 
@@ -189,8 +198,9 @@ async def run_server(
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
             admin_api = await start_admin(parts.store, parts.reloader, admin, parts.keys)
-        service = AuthorizationService(parts.store, parts.shadow, parts.keys)
-        server, health, port = await _start_grpc(service, config.listen)
+        allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
+        service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys)
+        server, health, port = await _start_grpc(service, config.listen, _credentials(config))
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -224,6 +234,17 @@ async def run_server(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     _log.info("stopped")
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """mTLS credentials when configured (ConfigError if the files cannot serve), else None."""
+    if config.tls_cert is None or config.tls_key is None or config.client_ca is None:
+        _log.info("tls: off, plaintext gRPC (give --tls-cert, --tls-key and --client-ca for mTLS)")
+        return None
+    allowed = len(config.allow_clients)
+    listed = f"{allowed} client ID(s)" if allowed else "off (any certificate from the client CA)"
+    _log.info("tls: mTLS, client certificates required; allow-list: %s", listed)
+    return server_credentials(CertificateFiles(config.tls_cert, config.tls_key, config.client_ca))
 
 
 def _request_reloads(reloaders: list[Reloader]) -> None:
@@ -282,9 +303,10 @@ async def _lifecycle(config: ServerConfig) -> Runtime:
 
 
 async def _start_grpc(
-    service: AuthorizationService, listen: str
+    service: AuthorizationService, listen: str, credentials: grpc.ServerCredentials | None
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
-    """Check and grpc.health.v1 on ``listen``, started and SERVING; the bound port."""
+    """Check and grpc.health.v1 on ``listen`` (over TLS with ``credentials``), started and
+    SERVING; the bound port."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -294,7 +316,10 @@ async def _start_grpc(
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port(listen)
+    if credentials is None:
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, credentials)
     await server.start()
     # SERVING from here on, across reloads: a failed reload keeps the last good bundle.
     for name in ("", SERVICE_NAME):

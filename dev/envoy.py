@@ -8,6 +8,12 @@ named like Istio's outbound cluster (with the ``|`` of the name replaced in the
 (``failure_mode_allow: false``, ``status_on_error`` 403). Path normalisation is left
 at Envoy's defaults so the authz server sees the raw path and applies its own rules.
 
+With TLS (``EnvoyConfig.listener_tls``), the listener terminates mTLS and requires a
+client certificate from a CA, as an Istio sidecar does on its inbound side: Envoy then
+sends the caller's URI SAN as ``source.principal`` and, with ``include_peer_certificate``,
+the certificate itself. ``EnvoyConfig.authz_tls`` makes Envoy reach the authz server
+over mTLS, presenting its own certificate and checking the server's SPIFFE ID.
+
 The stdout access log prints the ext_authz dynamic metadata (decision id, reason,
 rule, tenant) next to method, path (without query) and status; it never prints
 request headers, so tokens stay out of it.
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dev import processes
+from dev.mtls import Mtls
 from dev.ports import LOOPBACK
 
 __all__ = [
@@ -67,6 +74,8 @@ class EnvoyConfig:
     authz_port: int
     upstream_port: int
     authz_timeout_s: float = 2.0
+    listener_tls: Mtls | None = None  # terminate mTLS; clients need a certificate from its ca
+    authz_tls: Mtls | None = None  # call the authz server over mTLS
 
     def __post_init__(self) -> None:
         ports = (self.listen_port, self.admin_port, self.authz_port, self.upstream_port)
@@ -88,7 +97,36 @@ def _address(port: int) -> dict[str, Any]:
     return {"socket_address": {"address": LOOPBACK, "port_value": port}}
 
 
-def _cluster(name: str, port: int, *, http2: bool) -> dict[str, Any]:
+def _transport_socket(tls: Mtls, *, downstream: bool) -> dict[str, Any]:
+    """A TLS transport socket presenting ``tls.cert`` and verifying the peer against
+    ``tls.ca`` (and ``tls.peer_id``); downstream, a client certificate is required."""
+    validation: dict[str, Any] = {"trusted_ca": {"filename": str(tls.ca)}}
+    if tls.peer_id is not None:
+        san = {"san_type": "URI", "matcher": {"exact": tls.peer_id}}
+        validation["match_typed_subject_alt_names"] = [san]
+    common = {
+        "tls_certificates": [
+            {
+                "certificate_chain": {"filename": str(tls.cert)},
+                "private_key": {"filename": str(tls.key)},
+            }
+        ],
+        "validation_context": validation,
+    }
+    kind = "DownstreamTlsContext" if downstream else "UpstreamTlsContext"
+    context: dict[str, Any] = {
+        "@type": f"{_TYPES}.transport_sockets.tls.v3.{kind}",
+        "common_tls_context": common,
+    }
+    if downstream:
+        common["alpn_protocols"] = ["h2", "http/1.1"]
+        context["require_client_certificate"] = True
+    else:
+        common["alpn_protocols"] = ["h2"]
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def _cluster(name: str, port: int, *, http2: bool, tls: Mtls | None = None) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
@@ -105,6 +143,8 @@ def _cluster(name: str, port: int, *, http2: bool) -> dict[str, Any]:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         }
+    if tls is not None:
+        cluster["transport_socket"] = _transport_socket(tls, downstream=False)
     return cluster
 
 
@@ -163,7 +203,19 @@ def _http_connection_manager(cfg: EnvoyConfig) -> dict[str, Any]:
                     "typed_config": {"@type": f"{_TYPES}.filters.http.router.v3.Router"},
                 },
             ],
+            **_client_certificate_forwarding(cfg),
         },
+    }
+
+
+def _client_certificate_forwarding(cfg: EnvoyConfig) -> dict[str, Any]:
+    """Like an Istio sidecar, tell the upstream the caller's SPIFFE ID in
+    x-forwarded-client-cert, set by Envoy after dropping any the client sent."""
+    if cfg.listener_tls is None:
+        return {}
+    return {
+        "forward_client_cert_details": "SANITIZE_SET",
+        "set_current_client_cert_details": {"uri": True},
     }
 
 
@@ -180,6 +232,9 @@ _DOWNSTREAM_LIMIT = {
 
 def bootstrap(cfg: EnvoyConfig) -> str:
     """Return the Envoy v3 bootstrap for ``cfg`` as JSON (which Envoy reads as YAML)."""
+    chain: dict[str, Any] = {"filters": [_http_connection_manager(cfg)]}
+    if cfg.listener_tls is not None:
+        chain["transport_socket"] = _transport_socket(cfg.listener_tls, downstream=True)
     config = {
         "admin": {"address": _address(cfg.admin_port)},
         "overload_manager": {"resource_monitors": [_DOWNSTREAM_LIMIT]},
@@ -188,11 +243,11 @@ def bootstrap(cfg: EnvoyConfig) -> str:
                 {
                     "name": "ingress",
                     "address": _address(cfg.listen_port),
-                    "filter_chains": [{"filters": [_http_connection_manager(cfg)]}],
+                    "filter_chains": [chain],
                 }
             ],
             "clusters": [
-                _cluster(cfg.authz_cluster, cfg.authz_port, http2=True),
+                _cluster(cfg.authz_cluster, cfg.authz_port, http2=True, tls=cfg.authz_tls),
                 _cluster("upstream", cfg.upstream_port, http2=False),
             ],
         },
@@ -223,7 +278,8 @@ class EnvoyProcess:
     @property
     def url(self) -> str:
         """Base URL of the listener."""
-        return f"http://{LOOPBACK}:{self.cfg.listen_port}"
+        scheme = "http" if self.cfg.listener_tls is None else "https"
+        return f"{scheme}://{LOOPBACK}:{self.cfg.listen_port}"
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
         """Block until ``/ready`` answers ``LIVE``; raise :class:`EnvoyError` otherwise."""

@@ -17,16 +17,11 @@ from dev import envoy, upstream
 from dev.authz_server import AuthzServer, AuthzServerError
 from dev.bundle import ScratchBundle, keygen, prepare
 from dev.ports import free_port
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 
 STAFF = ("vendor:staff",)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _tokens(bundle: ScratchBundle, workdir: Path) -> dict[str, str]:
@@ -63,7 +58,7 @@ def authz(bundle: ScratchBundle, workdir: Path) -> Iterator[AuthzServer]:
             try:
                 server.wait_serving()
             except AuthzServerError as exc:
-                pytest.fail(f"{exc}\n--- authz log ---\n{_tail(log_path)}")
+                pytest.fail(f"{exc}\n--- authz log ---\n{log_tail(log_path)}")
             yield server
         finally:
             server.stop()
@@ -88,7 +83,7 @@ def stack(
             try:
                 proxy.wait_ready()
             except envoy.EnvoyError as exc:
-                pytest.fail(f"{exc}\n--- envoy log ---\n{_tail(workdir / 'envoy.log')}")
+                pytest.fail(f"{exc}\n--- envoy log ---\n{log_tail(workdir / 'envoy.log')}")
             yield Stack(bundle, authz, proxy, access_log, _tokens(bundle, workdir))
         finally:
             proxy.stop()

@@ -1,14 +1,17 @@
 """The end-to-end stack seen from a client: Envoy in front, echo upstream behind it.
 
-``Stack.request`` sends one plain HTTP/1.1 request through Envoy with ``http.client``
-(the path goes on the wire exactly as given, so ``%2F`` stays encoded) and returns
-what came back, with the echo's view of the forwarded headers when it answered.
+``Stack.request`` sends one HTTP/1.1 request through Envoy with ``http.client``
+(the path goes on the wire exactly as given, so ``%2F`` stays encoded), over TLS when
+given a client context, and returns what came back, with the echo's view of the
+forwarded headers when it answered.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import ssl
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +23,12 @@ from dev.bundle import ScratchBundle
 from dev.envoy import EnvoyProcess
 
 HOST = "api.shop.example.com"
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a process's log file, for a failure message."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +66,17 @@ class Stack:
         token: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
         host: str = HOST,
+        tls: ssl.SSLContext | None = None,
     ) -> Reply:
-        """Send ``method path`` to Envoy; ``headers`` may repeat a name."""
+        """Send ``method path`` to Envoy (over TLS with ``tls``); ``headers`` may repeat a name."""
         sent = [("host", host), *headers]
         if token is not None:
             sent.append(("authorization", f"Bearer {token}"))
-        conn = http.client.HTTPConnection("127.0.0.1", self.envoy.cfg.listen_port, timeout=10)
+        port = self.envoy.cfg.listen_port
+        if tls is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        else:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=tls)
         try:
             conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
             for name, value in sent:
@@ -76,12 +90,31 @@ class Stack:
 
     def ext_authz_stats(self) -> dict[str, int]:
         """Envoy's ext_authz filter counters (``ok``, ``denied``, ``error``…) by name."""
-        url = f"{self.envoy.admin_url}/stats?filter=ext_authz"
+        return self._stats("ext_authz", "http.ingress_http.ext_authz.")
+
+    def listener_tls_stats(self) -> dict[str, int]:
+        """The listener's TLS counters (``handshake``, ``fail_verify_no_cert``…) by name."""
+        port = self.envoy.cfg.listen_port
+        return self._stats(rf"listener\..*_{port}\.ssl\.", f"listener.127.0.0.1_{port}.ssl.")
+
+    def _stats(self, pattern: str, prefix: str) -> dict[str, int]:
+        url = f"{self.envoy.admin_url}/stats?filter={pattern}"
         with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - local admin URL
             text = resp.read().decode()
         stats = {}
         for line in text.splitlines():
             name, _, value = line.partition(": ")
-            if name.startswith("http.ingress_http.ext_authz."):
-                stats[name.rsplit(".", 1)[1]] = int(value)
+            if name.startswith(prefix) and value.isdigit():
+                stats[name.removeprefix(prefix)] = int(value)
         return stats
+
+    def access_log_line(self, decision_id: str) -> str:
+        """The access log line of one decision (dev.envoy flushes the log every 200 ms)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            lines = self.access_log.read_text().splitlines()
+            line = next((entry for entry in lines if decision_id in entry), "")
+            if line:
+                return line
+        raise AssertionError(f"decision {decision_id} not in {self.access_log}")

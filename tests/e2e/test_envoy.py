@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from http import HTTPStatus
 
 import pytest
@@ -179,23 +178,11 @@ def test_envoy_sees_decisions_not_errors(stack: Stack) -> None:
     assert after.get("error", 0) == before.get("error", 0)
 
 
-def access_log_line(stack: Stack, decision_id: str) -> str:
-    """The access log line of one decision (dev.envoy flushes the log every 200 ms)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        lines = stack.access_log.read_text().splitlines()
-        line = next((entry for entry in lines if decision_id in entry), "")
-        if line:
-            return line
-    raise AssertionError(f"decision {decision_id} not in {stack.access_log}")
-
-
 def test_access_log_carries_ext_authz_metadata_of_a_deny(stack: Stack) -> None:
     reply = stack.request(GLOBEX_ORDERS, token=stack.tokens["acme-staff"])
     decision_id = reply.json()["decision_id"]
 
-    line = access_log_line(stack, decision_id)
+    line = stack.access_log_line(decision_id)
 
     assert f'"GET {GLOBEX_ORDERS}" 403 UAEX' in line
     assert f"decision_id={decision_id} reason=cross_tenant rule=- tenant=globex" in line
@@ -206,7 +193,7 @@ def test_access_log_carries_ext_authz_metadata_of_an_allow(stack: Stack) -> None
     reply = stack.request(f"{ORDERS}?secret=s3cr3t", token=stack.tokens["acme-staff"])
     [decision_id] = reply.upstream_headers("x-authz-decision-id")
 
-    line = access_log_line(stack, decision_id)
+    line = stack.access_log_line(decision_id)
 
     assert f'"GET {ORDERS}" 200 -' in line  # the query string is not logged
     rule = "acme-vendor/staff-read-orders"

@@ -38,10 +38,12 @@ def live_token(key: SigningKey, **claims: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(bundle: Path, **settings: Any) -> AsyncIterator[Server]:
+async def serving(
+    bundle: Path, credentials: grpc.ChannelCredentials | None = None, **settings: Any
+) -> AsyncIterator[Server]:
     """``run_server`` on 127.0.0.1:0 as a background task, stopped by SIGTERM.
 
-    ``settings`` are further :class:`ServerConfig` fields.
+    ``settings`` go to the ServerConfig; the channel uses ``credentials`` (TLS), if given.
 
     SIGTERM goes to this very process, and only once run_server's handler is
     installed (right after ``ready``): the same path as a production shutdown.
@@ -66,7 +68,11 @@ async def serving(bundle: Path, **settings: Any) -> AsyncIterator[Server]:
     if not await _signal_handler_installed(task):
         task.cancel()
         raise RuntimeError("run_server installed no SIGTERM handler")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.result()}")
+    target = f"127.0.0.1:{bound.result()}"
+    if credentials is None:
+        channel = grpc.aio.insecure_channel(target)
+    else:
+        channel = grpc.aio.secure_channel(target, credentials)
     try:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
         version = load_bundle(bundle).version
