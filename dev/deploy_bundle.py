@@ -100,6 +100,8 @@ def flatten(source: Path) -> Flattened:
 
     def add(relative: str, content: bytes) -> None:
         key = flat_name(relative)
+        if origin.get(key) == relative:
+            return  # a key file that two Issuers read
         if key in origin:
             raise FlattenError(f"{relative} and {origin[key]} both flatten to {key}")
         origin[key] = relative

@@ -9,6 +9,7 @@ Issuer's ``jwksFile``.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,24 @@ def test_two_files_with_one_flat_name_are_refused(tmp_path: Path) -> None:
     (source / "platform-health.yaml").write_text(policy.replace("name: health", "name: h2"))
     with pytest.raises(FlattenError, match=r"both flatten to platform-health\.yaml"):
         flatten(source)
+
+
+def test_a_key_file_two_issuers_read_is_copied_once(tmp_path: Path) -> None:
+    source = tmp_path / "bundle"
+    shutil.copytree(SOURCE / "keys", source / "keys")
+    issuer = (SOURCE / "issuer.yaml").read_text()
+    (source / "issuer.yaml").write_text(issuer)
+    (source / "partners").mkdir()
+    (source / "partners" / "issuer.yaml").write_text(
+        issuer.replace("name: shop-idp", "name: partner-idp").replace(
+            "keys/demo-jwks.json", "../keys/demo-jwks.json"
+        )
+    )
+    flattened = flatten(source)
+    assert sorted(flattened.files) == ["issuer.yaml", "keys-demo-jwks.json", "partners-issuer.yaml"]
+    for name in ("issuer.yaml", "partners-issuer.yaml"):
+        (document,) = yaml.safe_load_all(flattened.files[name])
+        assert document["spec"]["jwksFile"] == "keys-demo-jwks.json"
 
 
 def test_a_key_file_outside_the_bundle_is_refused(tmp_path: Path) -> None:
