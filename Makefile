@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit proto bench clean
+.PHONY: run test lint typecheck unit proto bench deploy-bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.decide
 	$(PY) -m bench.tokens
+
+# The example bundle as the ConfigMap kustomization of deploy/ (docs/kubernetes.md).
+deploy-bundle: $(STAMP)
+	$(PY) -m dev.deploy_bundle policies deploy/base/policies
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
