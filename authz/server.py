@@ -13,8 +13,9 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
 from authz.identity.remote import KeyFetcher
+from authz.observe import Checked, Observer
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.reload import DirectoryWatch, Reloader, exempt_from_gc
 from authz.request import RequestAttributes, from_check_request
@@ -67,11 +69,13 @@ class AuthorizationService:
         shadow: Shadow | None = None,
         allowed: AllowedClients | None = None,
         keys: KeyFetcher | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.store = store
         self.shadow = shadow  # None: the one check Check pays for shadow rollout
         self.allowed = allowed  # None: no per-call cost at all
         self.keys = keys
+        self.observers = tuple(observers)  # empty: no per-call cost but one test
         self.responses = ResponseTemplates()
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
@@ -101,6 +105,7 @@ class AuthorizationService:
 
     def _respond(self, message: Any, *, may_wait: bool) -> bytes | asyncio.Future[Any]:
         """:meth:`respond`, or (``may_wait``) the key refresh to await before deciding again."""
+        started = time.perf_counter_ns()
         snapshot = self.store.current  # read once: a reload mid-call cannot mix versions
         decision_id = new_decision_id()
         headers: Mapping[str, str] = _NO_HEADERS
@@ -132,6 +137,21 @@ class AuthorizationService:
             response = check_response(failed, decision_id, snapshot.version, _NO_HEADERS)
         if self.shadow is not None and attributes is not None:
             self.shadow.submit(snapshot, attributes, now, decision, decision_id)
+        if self.observers:
+            event = Checked(
+                decision,
+                decision_id,
+                snapshot.version,
+                attributes,
+                now,
+                started,
+                time.perf_counter_ns() - started,
+            )
+            for observer in self.observers:
+                try:
+                    observer.checked(event)
+                except Exception as exc:  # recording must never change the answer
+                    _internal_error(f"recording ({type(observer).__name__})", decision_id, exc)
         return response
 
     def handler(self) -> grpc.GenericRpcHandler:
