@@ -168,7 +168,8 @@ class RemoteKeySource:
             )
             return False, 0.0
         changed = keys != self.keys
-        self.keys = keys
+        if changed:  # the same keys again keep the same object: cached tokens stay valid
+            self.keys = keys
         self.ready = True
         self.refreshes += 1
         self.last_success = time.time()
@@ -270,12 +271,11 @@ class KeyFetcher:
         """Return once every source for ``remotes`` has tried its first fetch
         (or the fetch timeout has passed twice over): a bundle then starts with keys."""
         sources = [self.source(remote) for remote in remotes]
-        waits = [source.first_attempt.wait() for source in sources]
+        waits = [asyncio.ensure_future(source.first_attempt.wait()) for source in sources]
         if waits:
-            await asyncio.wait(
-                [asyncio.ensure_future(w) for w in waits],
-                timeout=2 * self.settings.timeout_seconds + 1,
-            )
+            _, late = await asyncio.wait(waits, timeout=2 * self.settings.timeout_seconds + 1)
+            for wait in late:
+                wait.cancel()
 
     def wait_ready(self, remotes: Iterable[RemoteJwks]) -> None:
         """:meth:`ready` for a worker thread; a no-op on the loop thread or before start."""

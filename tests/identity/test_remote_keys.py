@@ -257,6 +257,21 @@ async def test_a_key_removed_by_the_idp_stops_verifying_even_from_the_cache(
     assert error.code is TokenErrorCode.UNKNOWN_KID
 
 
+async def test_a_refresh_that_finds_the_same_keys_keeps_cached_tokens(
+    idp: IdentityProvider, fetcher: KeyFetcher
+) -> None:
+    source = remote(idp)
+    verifier = verifier_for(fetcher, source)
+    found = await ready_source(fetcher, source)
+    cached = verified(verifier.verify(token_for(idp, source), NOW))
+    held = found.keys
+
+    assert await found._refresh("test") == (True, FAST.refresh_seconds)
+
+    assert found.keys is held and found.status().refreshes == 2
+    assert verifier.verify(token_for(idp, source), NOW) is cached  # the very cached Token
+
+
 async def test_during_an_outage_the_last_good_keys_keep_serving(
     idp: IdentityProvider,
 ) -> None:
