@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from authz import __version__
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.admin_cli import DEFAULT_ADMIN_LISTEN, add_admin_parser
+from authz.audit_cli import add_audit_arguments, audit_config
 from authz.authoring_cli import (
     add_diff_parser,
     add_explain_argument,
@@ -147,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         "runs without shadow: it never stops the server (env AUTHZ_SHADOW_POLICIES)",
     )
     _add_tls_arguments(serve)
+    add_audit_arguments(serve)
     serve.add_argument(
         "--admin-listen",
         default=os.environ.get("AUTHZ_ADMIN_LISTEN"),
@@ -264,11 +266,12 @@ def _serve(args: argparse.Namespace) -> int:
             allow_clients=tuple(args.allow_client),
         )
         admin = _admin_config(args)
+        audit = audit_config(args)
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     try:
-        asyncio.run(run_server(config, admin=admin))
+        asyncio.run(run_server(config, admin=admin, audit=audit))
     except BundleError as exc:
         _print_errors(exc)
         return _EXIT_BAD_INPUT
