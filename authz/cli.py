@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from authz import __version__
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.admin_cli import DEFAULT_ADMIN_LISTEN, add_admin_parser
+from authz.audit_cli import add_audit_arguments, add_report_parser, audit_config
 from authz.authoring_cli import (
     add_diff_parser,
     add_explain_argument,
@@ -57,6 +58,7 @@ identities and JWT roles, ABAC as CEL conditions, tenants kept apart.
   authz admin    status|reload|rollback|lockdown…  the running server's admin API
   authz keygen   --key k.pem --jwks jwks.json      a local signing key for trying it out
   authz token    --key k.pem --issuer … --subject …   mint a token with that key
+  authz report   decisions.log… --out DIR          compliance report from decision logs
 """
 
 _EXIT_ALLOWED, _EXIT_DENIED, _EXIT_BAD_INPUT = 0, 1, 2
@@ -147,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "runs without shadow: it never stops the server (env AUTHZ_SHADOW_POLICIES)",
     )
     _add_tls_arguments(serve)
+    add_audit_arguments(serve)
     serve.add_argument(
         "--admin-listen",
         default=os.environ.get("AUTHZ_ADMIN_LISTEN"),
@@ -194,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     add_admin_parser(commands)
     add_token_parser(commands)
     add_keygen_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
@@ -264,11 +268,12 @@ def _serve(args: argparse.Namespace) -> int:
             allow_clients=tuple(args.allow_client),
         )
         admin = _admin_config(args)
+        audit = audit_config(args)
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     try:
-        asyncio.run(run_server(config, admin=admin))
+        asyncio.run(run_server(config, admin=admin, audit=audit))
     except BundleError as exc:
         _print_errors(exc)
         return _EXIT_BAD_INPUT

@@ -49,6 +49,7 @@ class Decision(NamedTuple):
     cel_errors: tuple[str, ...] = ()
     detail: str = ""
     http_status: int = 0  # 0: the reason's usual status; `revoked` is 401 or 403
+    issuer: str = ""  # the verified token's `iss`, with ``subject``: who asked (decision log)
 
     @property
     def allowed(self) -> bool:

@@ -32,12 +32,15 @@ def decide(snapshot: Snapshot, request: RequestAttributes, now: datetime) -> Dec
     verified = None if raw_token is None else snapshot.tokens.verify(raw_token, now.timestamp())
     token = verified if isinstance(verified, Token) else None
     subject = token.subject if token else ""
+    issuer = token.issuer if token else ""
     own = token.tenant if token else ""
     target = snapshot.tenancy.target(http.path, http.host, http.headers) if http else ""
     for lockdown in snapshot.lockdowns:
         if lockdown.covers(target or own, http.path if http else "", request.source.principal, now):
             detail = f"lockdown {lockdown.name}: {lockdown.reason}"
-            return Decision(Reason.LOCKDOWN, tenant=target or own, subject=subject, detail=detail)
+            return Decision(
+                Reason.LOCKDOWN, tenant=target or own, subject=subject, detail=detail, issuer=issuer
+            )
     if isinstance(verified, TokenError):
         return Decision(Reason.INVALID_TOKEN, detail=verified.detail)
     if not snapshot.revocations.empty:
@@ -49,7 +52,7 @@ def decide(snapshot: Snapshot, request: RequestAttributes, now: datetime) -> Dec
         # A platform role may act across tenants, but then only platform policies
         # apply: one tenant's rules can never grant access to another's data.
         if not (token and snapshot.tenancy.platform_roles.intersection(token.roles)):
-            return Decision(Reason.CROSS_TENANT, tenant=target, subject=subject)
+            return Decision(Reason.CROSS_TENANT, tenant=target, subject=subject, issuer=issuer)
         platform_only = True
     tenant = target or own
     if http is None:
@@ -68,7 +71,9 @@ def _revoked(
         (isinstance(jti, str) and jti in revocations.token_ids)
         or token.principal in revocations.subjects
     ):
-        return Decision(Reason.REVOKED, subject=token.subject, detail="token revoked")
+        return Decision(
+            Reason.REVOKED, subject=token.subject, detail="token revoked", issuer=token.issuer
+        )
     if request.source.principal in revocations.principals:
         return Decision(Reason.REVOKED, detail="workload revoked", http_status=403)
     if revocations.serials and request.certificate:
@@ -126,6 +131,7 @@ class _Evaluation:
             tuple(self.would_match),
             audit,
             tuple(self.cel_errors),
+            issuer=self.token.issuer if self.token else "",
         )
 
     def first(self, rules: tuple[Rule, ...]) -> Rule | None:

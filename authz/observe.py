@@ -5,17 +5,21 @@ response is encoded and before it is returned. Observers run on the event loop
 thread, on the request path: they must be quick (put the record in a bounded
 queue, bump a counter), must not block, and must never raise — an observer
 that raises is logged and skipped, and the response stays what it was.
+
+What happens off the request path (a lockdown, a rollback, a failed reload, an
+identity provider that cannot be reached) is reported by its owner to an
+:class:`EventSink`, when one is given.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from authz.decision import Decision
 from authz.request import RequestAttributes
 
-__all__ = ["Checked", "Observer"]
+__all__ = ["Checked", "EventSink", "Observer"]
 
 
 class Checked(NamedTuple):
@@ -36,3 +40,12 @@ class Observer(Protocol):
     """Receives every answered Check."""
 
     def checked(self, event: Checked) -> None: ...
+
+
+class EventSink(Protocol):
+    """Receives security events (see :mod:`authz.audit.events`), from any thread.
+
+    ``emit`` must not block and must not raise; ``fields`` carry no secrets.
+    """
+
+    def emit(self, event: str, **fields: Any) -> None: ...

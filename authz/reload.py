@@ -259,6 +259,14 @@ class Reloader:
         )
         for error in errors:
             _log.error("  %s", error)
+        if self.store.events is not None:
+            self.store.events.emit(
+                "reload_failed",
+                bundle=str(self.bundle_dir),
+                cause=cause,
+                problem=summary,
+                serving=active,
+            )
 
     async def _reload_on_request(self) -> None:
         while True:

@@ -27,12 +27,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
+from authz.audit import Audit, AuditConfig
 from authz.callers import AllowedClients
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
 from authz.engine import decide
 from authz.identity.remote import KeyFetcher
-from authz.observe import Checked, Observer
+from authz.observe import Checked, EventSink, Observer
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.reload import DirectoryWatch, Reloader, exempt_from_gc
 from authz.request import RequestAttributes, from_check_request
@@ -188,6 +189,7 @@ class Runtime:
     keys: KeyFetcher
     shadow: Shadow | None = None
     shadow_reloader: Reloader | None = None
+    audit: Audit | None = None  # the decision log, security events and their counters
 
 
 async def run_server(
@@ -196,15 +198,40 @@ async def run_server(
     *,
     started: Callable[[Runtime], Awaitable[None]] | None = None,
     admin: AdminConfig | None = None,
+    audit: AuditConfig | None = None,
 ) -> None:
     """Load the bundle (and the shadow bundle, if any), serve (and reload them) until
     SIGTERM/SIGINT, then drain.
+
+    With ``audit``, decisions and security events are recorded as it says; what is
+    queued is written out after the last call has been answered.
 
     With ``admin``, the admin API runs too (started first: a bad token file stops
     the start before health reports SERVING). Once serving, ``ready(port)`` and
     ``started(runtime)`` are awaited, if given.
     """
-    parts = await _lifecycle(config)
+    recorders = _open_audit(audit)
+    try:
+        await _serve(config, ready, started, admin, recorders)
+    finally:
+        await asyncio.to_thread(recorders.close)
+    _log.info("stopped")
+
+
+def _open_audit(config: AuditConfig | None) -> Audit:
+    """The audit outputs asked for; with none, no observer and no per-call cost."""
+    return Audit.open(config or AuditConfig())
+
+
+async def _serve(
+    config: ServerConfig,
+    ready: Callable[[int], Awaitable[None]] | None,
+    started: Callable[[Runtime], Awaitable[None]] | None,
+    admin: AdminConfig | None,
+    recorders: Audit,
+) -> None:
+    """:func:`run_server` once the audit outputs are open."""
+    parts = await _lifecycle(config, recorders.events)
     reloaders = [r for r in (parts.reloader, parts.shadow_reloader) if r is not None]
     # Each reloader closes its watch when cancelled.
     reloading = [
@@ -219,7 +246,10 @@ async def run_server(
 
             admin_api = await start_admin(parts.store, parts.reloader, admin, parts.keys)
         allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
-        service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys)
+        observers = recorders.observers(parts.store)
+        if parts.shadow is not None and recorders.decision_log is not None:
+            parts.shadow.record = recorders.decision_log.shadow_difference
+        service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys, observers)
         server, health, port = await _start_grpc(service, config.listen, _credentials(config))
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,7 +268,7 @@ async def run_server(
         if ready is not None:
             await ready(port)
         if started is not None:
-            await started(dataclasses.replace(parts, port=port))
+            await started(dataclasses.replace(parts, port=port, audit=recorders))
         await stop.wait()
         _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
         await health.enter_graceful_shutdown()
@@ -253,7 +283,6 @@ async def run_server(
         for task in reloading:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    _log.info("stopped")
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -273,14 +302,14 @@ def _request_reloads(reloaders: list[Reloader]) -> None:
         reloader.request("SIGHUP")
 
 
-async def _lifecycle(config: ServerConfig) -> Runtime:
+async def _lifecycle(config: ServerConfig, events: EventSink | None = None) -> Runtime:
     """The store holding the loaded bundle, and its reloader, already watching if on;
     the same for the shadow bundle, if one is configured and valid (port: not yet known).
 
     The watch starts before the first load, so no change can slip in between. A
     missing directory is left to the load, which reports it as a bundle error.
     """
-    keys = KeyFetcher(config.keys)
+    keys = KeyFetcher(config.keys, events)
     await keys.start()
 
     def load(directory: Path) -> Snapshot:
@@ -304,6 +333,7 @@ async def _lifecycle(config: ServerConfig) -> Runtime:
             state_dir=config.state_dir,
             bundle_dir=config.policies,
             loader=load,
+            events=events,
         )
         shadowing = None
         if config.shadow_policies is not None:

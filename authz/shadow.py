@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from authz.audit.writer import rfc3339
 from authz.decision import Decision
 from authz.engine import decide
 from authz.errors import BundleError
@@ -74,6 +75,8 @@ class Shadow:
         self._pending = 0
         self._call_soon = asyncio.get_running_loop().call_soon
         self._merged: tuple[Snapshot, tuple[RuntimeLockdown, ...], Snapshot] | None = None
+        #: Also handed each difference record (the decision log), if set.
+        self.record: Callable[[dict[str, Any]], None] | None = None
 
     def counters(self) -> dict[str, int]:
         """The counters by name, for export."""
@@ -163,6 +166,8 @@ class Shadow:
         }
         # json.dumps escapes control characters: a request cannot break the line.
         _log.log(level, "%s", json.dumps(record, separators=(",", ":")))
+        if self.record is not None:
+            self.record({"type": "shadow_difference", "time": rfc3339(now), **record})
 
 
 def _outcome(decision: Decision) -> tuple[bool, int, object, str | None]:

@@ -23,10 +23,14 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.policy.lockdown import Lockdown
 from authz.statedir import RuntimeLockdown, StateDir, StateError, Version
+
+if TYPE_CHECKING:
+    from authz.observe import EventSink
 
 __all__ = ["RuntimeLockdown", "SnapshotStore", "StateError", "Version"]
 
@@ -42,7 +46,8 @@ class SnapshotStore:
 
     ``bundle_dir`` (where offered bundles are read from) lets a state directory
     keep a copy of each version's files, so that a pin and a rollback target
-    survive restarts; ``loader`` rebuilds a snapshot from such a copy.
+    survive restarts; ``loader`` rebuilds a snapshot from such a copy. Rollbacks,
+    unpins and runtime lockdowns are reported to ``events``, if given.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class SnapshotStore:
         clock: Callable[[], datetime] = _utc_now,
         bundle_dir: Path | None = None,
         loader: Callable[[Path], Snapshot] = load_bundle,
+        events: EventSink | None = None,
     ) -> None:
         if history_limit < 1:
             raise ValueError("history_limit must be at least 1")
@@ -61,6 +67,7 @@ class SnapshotStore:
         self._clock = clock
         self._limit = history_limit
         self._loader = loader
+        self.events = events
         self._state = StateDir(state_dir, bundle_dir) if state_dir is not None else None
         self._history: tuple[Version, ...] = ()
         self._snapshots: dict[str, Snapshot] = {}  # in memory: the versions of the history
@@ -164,6 +171,8 @@ class SnapshotStore:
             version,
             previous,
         )
+        if self.events is not None:
+            self.events.emit("rollback", version=version, previous=previous)
         return current
 
     def unpin(self) -> Snapshot:
@@ -180,6 +189,8 @@ class SnapshotStore:
             _log.warning(
                 "unpinned %s: applied the newest loaded version %s", pinned, current.version
             )
+            if self.events is not None:
+                self.events.emit("unpin", previous=pinned, version=current.version)
         return current
 
     def lock(self, lockdown: Lockdown, actor: str) -> None:
@@ -200,6 +211,15 @@ class SnapshotStore:
             lockdown.tenant or "every tenant",
             expires,
         )
+        if self.events is not None:
+            self.events.emit(
+                "lockdown_on",
+                name=lockdown.name,
+                actor=actor,
+                reason=lockdown.reason,
+                tenant=lockdown.tenant,
+                expires=lockdown.expires.isoformat() if lockdown.expires else None,
+            )
 
     def release(self, name: str, actor: str) -> bool:
         """Switch a runtime lockdown off; False if there is none of that name."""
@@ -211,6 +231,8 @@ class SnapshotStore:
                 self._persist()
         if found:
             _log.warning("runtime lockdown %r released by %s", name, actor)
+            if self.events is not None:
+                self.events.emit("lockdown_off", name=name, actor=actor)
         else:
             _log.info("runtime lockdown %r: release by %s, but it is not on", name, actor)
         return found

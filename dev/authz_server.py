@@ -60,6 +60,7 @@ class AuthzServer:
     policies: Path
     port: int
     stderr: IO[bytes] | int | None = None
+    stdout: IO[bytes] | int | None = None  # where `--decision-log -` goes
     tls: Mtls | None = None
     allow_clients: tuple[str, ...] = ()
     options: tuple[str, ...] = ()  # further `authz serve` flags
@@ -82,7 +83,9 @@ class AuthzServer:
         for client in self.allow_clients:
             argv += ["--allow-client", client]
         argv += self.options
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=self.stderr)
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr
+        )
 
     @property
     def running(self) -> bool:

@@ -30,13 +30,16 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from authz.config import FetchSettings
 from authz.identity.keys import EMPTY_KEYS, JwksError, KeySet
 from authz.identity.tokens import RemoteJwks
+
+if TYPE_CHECKING:
+    from authz.observe import EventSink
 
 __all__ = ["FetchSettings", "KeyFetchError", "KeyFetcher", "RemoteKeySource", "SourceStatus"]
 
@@ -166,6 +169,14 @@ class RemoteKeySource:
                 detail,
                 held,
             )
+            if self._fetcher.events is not None:
+                self._fetcher.events.emit(
+                    "idp_keys_failed",
+                    issuer=self.remote.issuer,
+                    cause=cause,
+                    problem=detail,
+                    keys_held=len(self.keys.keys) if self.ready else 0,
+                )
             return False, 0.0
         changed = keys != self.keys
         if changed:  # the same keys again keep the same object: cached tokens stay valid
@@ -226,8 +237,11 @@ class KeyFetcher:
     threads); fetching happens on the event loop given to :meth:`start`.
     """
 
-    def __init__(self, settings: FetchSettings | None = None) -> None:
+    def __init__(
+        self, settings: FetchSettings | None = None, events: EventSink | None = None
+    ) -> None:
         self.settings = settings or FetchSettings()
+        self.events = events  # told of every failed fetch
         #: The refresh the last Check call's unknown kid asked for; the server waits on it.
         self.pending: asyncio.Task[tuple[bool, float]] | None = None
         self._sources: dict[RemoteJwks, RemoteKeySource] = {}

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
+from authz.audit import AuditConfig
 from authz.config import ServerConfig
 from authz.policy.bundle import load_bundle
 from authz.server import Runtime, run_server
@@ -39,11 +40,15 @@ def live_token(key: SigningKey, **claims: Any) -> str:
 
 @contextlib.asynccontextmanager
 async def serving(
-    bundle: Path, credentials: grpc.ChannelCredentials | None = None, **settings: Any
+    bundle: Path,
+    credentials: grpc.ChannelCredentials | None = None,
+    audit: AuditConfig | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Server]:
     """``run_server`` on 127.0.0.1:0 as a background task, stopped by SIGTERM.
 
-    ``settings`` go to the ServerConfig; the channel uses ``credentials`` (TLS), if given.
+    ``settings`` go to the ServerConfig; the channel uses ``credentials`` (TLS), if given;
+    ``audit`` says what is recorded.
 
     SIGTERM goes to this very process, and only once run_server's handler is
     installed (right after ``ready``): the same path as a production shutdown.
@@ -59,7 +64,7 @@ async def serving(
         parts.append(runtime)
 
     config = ServerConfig(policies=bundle, listen="127.0.0.1:0", grace_seconds=0.5, **settings)
-    task = asyncio.create_task(run_server(config, ready=ready, started=started))
+    task = asyncio.create_task(run_server(config, ready=ready, started=started, audit=audit))
     waiters: set[asyncio.Future[Any]] = {task, bound}
     done, _ = await asyncio.wait(waiters, timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if bound not in done:
