@@ -43,6 +43,7 @@ from authz.tls import CertificateFiles, server_credentials
 
 if TYPE_CHECKING:
     from authz.admin import AdminConfig
+    from authz.telemetry import Telemetry
 
 __all__ = ["CHECK_METHOD", "SERVICE_NAME", "AuthorizationService", "Runtime", "run_server"]
 
@@ -179,7 +180,8 @@ def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:
 class Runtime:
     """What a running server is made of, for whoever embeds it (the tests, the admin API).
 
-    ``shadow`` and ``shadow_reloader`` are None unless a shadow bundle was loaded.
+    ``shadow`` and ``shadow_reloader`` are None unless a shadow bundle was loaded;
+    ``telemetry`` is None until the server runs.
     """
 
     port: int
@@ -188,6 +190,7 @@ class Runtime:
     keys: KeyFetcher
     shadow: Shadow | None = None
     shadow_reloader: Reloader | None = None
+    telemetry: Telemetry | None = None
 
 
 async def run_server(
@@ -212,14 +215,19 @@ async def run_server(
         for r, name in zip(reloaders, ("authz-reload", "authz-shadow-reload"), strict=False)
     ]
     loop = asyncio.get_running_loop()
-    admin_api = None
+    admin_api = telemetry = None
     try:
+        telemetry = await _telemetry(config, parts, admin is not None)
         if admin is not None:
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
-            admin_api = await start_admin(parts.store, parts.reloader, admin, parts.keys)
+            admin_api = await start_admin(
+                parts.store, parts.reloader, admin, parts.keys, telemetry.metrics
+            )
         allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
-        service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys)
+        service = AuthorizationService(
+            parts.store, parts.shadow, allowed, parts.keys, telemetry.observers
+        )
         server, health, port = await _start_grpc(service, config.listen, _credentials(config))
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,7 +246,7 @@ async def run_server(
         if ready is not None:
             await ready(port)
         if started is not None:
-            await started(dataclasses.replace(parts, port=port))
+            await started(dataclasses.replace(parts, port=port, telemetry=telemetry))
         await stop.wait()
         _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
         await health.enter_graceful_shutdown()
@@ -246,6 +254,8 @@ async def run_server(
     finally:
         if admin_api is not None:
             await admin_api.stop()
+        if telemetry is not None:
+            await telemetry.close()
         await parts.keys.close()
         loop.remove_signal_handler(signal.SIGHUP)
         for task in reloading:
@@ -254,6 +264,20 @@ async def run_server(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     _log.info("stopped")
+
+
+async def _telemetry(config: ServerConfig, parts: Runtime, admin: bool) -> Telemetry:
+    """Metrics and traces as ``config.telemetry`` asks (``admin``: /metrics is served there)."""
+    from authz.telemetry import start_telemetry  # OpenTelemetry is only needed when serving
+
+    return await start_telemetry(
+        config.telemetry,
+        parts.store,
+        parts.reloader,
+        keys=parts.keys,
+        shadow=parts.shadow,
+        admin=admin,
+    )
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
