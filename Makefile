@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit proto bench deploy-bundle clean
+.PHONY: run test lint typecheck unit promtool proto bench deploy-bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) promtool
 	$(VENV)/bin/pytest -q
+
+# The alert rules, the dashboard's queries and /metrics are checked with promtool, from
+# Debian's `prometheus` package (no daemon is started). Installed when missing and root;
+# otherwise the tests that need it fail and say so.
+promtool:
+	@command -v promtool >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 proto: $(STAMP)
 	$(PY) proto/generate.py

@@ -29,7 +29,13 @@ from authz.authoring_cli import (
     add_test_parser,
     explain_check,
 )
-from authz.config import DEFAULT_LISTEN, ConfigError, FetchSettings, ServerConfig
+from authz.config import (
+    DEFAULT_LISTEN,
+    ConfigError,
+    FetchSettings,
+    ServerConfig,
+    TelemetrySettings,
+)
 from authz.decision import new_decision_id
 from authz.engine import decide
 from authz.errors import BundleError
@@ -169,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-client-ca", type=Path, help="admin API mTLS: CA of the callers' certificates"
     )
+    _add_telemetry_arguments(serve)
     serve.set_defaults(run=_serve)
 
     validate = commands.add_parser(
@@ -266,6 +273,7 @@ def _serve(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             client_ca=args.client_ca,
             allow_clients=tuple(args.allow_client),
+            telemetry=_telemetry_settings(args),
         )
         admin = _admin_config(args)
         audit = audit_config(args)
@@ -326,6 +334,57 @@ def _add_token_arguments(serve: argparse.ArgumentParser) -> None:
     seconds("--jwks-max-refresh", defaults.max_refresh_seconds, "upper bound on max-age")
     seconds("--jwks-cooldown", defaults.cooldown_seconds, "between unknown-kid refreshes")
     seconds("--jwks-kid-wait", defaults.kid_wait_seconds, "how long a request waits for one")
+
+
+def _add_telemetry_arguments(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "metrics and traces",
+        "Prometheus metrics are served at GET /metrics on the admin API (with its "
+        "authentication) and, with --metrics-listen, on a port of their own. A span per Check "
+        "is sent over OTLP with --otlp-endpoint. See docs/observability.md.",
+    )
+    group.add_argument(
+        "--metrics-listen",
+        default=os.environ.get("AUTHZ_METRICS_LISTEN") or None,
+        metavar="HOST:PORT",
+        help="also serve GET /metrics (nothing else) here, without authentication, for a "
+        "scraper that should not hold the admin token; e.g. 127.0.0.1:9193, or 0.0.0.0:9193 "
+        "behind a NetworkPolicy (env AUTHZ_METRICS_LISTEN; default: off)",
+    )
+    group.add_argument(
+        "--metrics-tenant-label",
+        type=int,
+        default=int(os.environ.get("AUTHZ_METRICS_TENANT_LABEL", "0")),
+        metavar="N",
+        help="label authz_checks_total with the tenant, for the first N tenants seen; later "
+        'ones are counted as tenant="other" (env AUTHZ_METRICS_TENANT_LABEL; default 0: no '
+        "tenant label)",
+    )
+    group.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("AUTHZ_OTLP_ENDPOINT") or None,
+        metavar="URL",
+        help="send a span per Check to this OTLP/gRPC collector, http://HOST:PORT (plaintext) "
+        "or https://HOST:PORT (env AUTHZ_OTLP_ENDPOINT; default: no tracing, no cost)",
+    )
+    group.add_argument(
+        "--trace-sample-ratio",
+        type=float,
+        default=float(os.environ.get("AUTHZ_TRACE_SAMPLE_RATIO", "1")),
+        metavar="R",
+        help="share of Checks traced when the caller sent no sampling decision (traceparent "
+        "or B3); a caller's decision is always followed (env AUTHZ_TRACE_SAMPLE_RATIO; "
+        "default 1)",
+    )
+
+
+def _telemetry_settings(args: argparse.Namespace) -> TelemetrySettings:
+    return TelemetrySettings(
+        metrics_listen=args.metrics_listen,
+        metrics_tenant_label=args.metrics_tenant_label,
+        otlp_endpoint=args.otlp_endpoint,
+        trace_sample_ratio=args.trace_sample_ratio,
+    )
 
 
 def _admin_config(args: argparse.Namespace) -> AdminConfig | None:

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "FetchSettings",
     "ServerConfig",
+    "TelemetrySettings",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:9191"
@@ -52,6 +53,36 @@ class FetchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """Metrics and traces (docs/observability.md)."""
+
+    # A listener serving only GET /metrics, without authentication; None: none (the
+    # admin API serves /metrics to its authenticated callers either way).
+    metrics_listen: str | None = None
+    # Label Check counts with the first N tenants seen (later ones: "other"); 0: no label.
+    metrics_tenant_label: int = 0
+    # Send a span per Check over OTLP/gRPC to this http(s)://HOST:PORT; None: no tracing.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0  # of Checks whose caller sent no sampling decision
+
+    def check(self) -> None:
+        """Raise ConfigError for settings that cannot work."""
+        if self.metrics_listen is not None:
+            _check_address("metrics-listen", self.metrics_listen)
+        if not 0 <= self.metrics_tenant_label <= 1000:
+            raise ConfigError("metrics-tenant-label: must be between 0 and 1000 tenants")
+        if self.otlp_endpoint is not None:
+            scheme, _, rest = self.otlp_endpoint.partition("://")
+            host, _, port = rest.rstrip("/").rpartition(":")
+            if scheme not in ("http", "https") or not host or not port.isdigit():
+                raise ConfigError(
+                    f"otlp-endpoint: expected http(s)://HOST:PORT, got {self.otlp_endpoint!r}"
+                )
+        if not 0 <= self.trace_sample_ratio <= 1:
+            raise ConfigError("trace-sample-ratio: must be between 0 and 1")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything `authz serve` needs."""
 
@@ -72,17 +103,12 @@ class ServerConfig:
     client_ca: Path | None = None
     # SPIFFE IDs that may call Check (a trailing /* matches a prefix); empty: any client cert.
     allow_clients: tuple[str, ...] = ()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     def __post_init__(self) -> None:
         self._check_tls()
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ConfigError(f"listen: expected HOST:PORT, got {self.listen!r}")
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            if host != "localhost":
-                raise ConfigError(f"listen: {host!r} is not an IP address") from None
+        _check_address("listen", self.listen)
+        self.telemetry.check()
         if self.grace_seconds < 0:
             raise ConfigError("grace: must not be negative")
         if self.token_cache_size < 0:
@@ -117,6 +143,18 @@ class ServerConfig:
             )
         for entry in self.allow_clients:
             _check_client_id(entry)
+
+
+def _check_address(setting: str, listen: str) -> None:
+    """``listen`` is HOST:PORT with an IP address (or localhost) and a port number."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{setting}: expected HOST:PORT, got {listen!r}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"{setting}: {host!r} is not an IP address") from None
 
 
 def _check_client_id(entry: str) -> None:

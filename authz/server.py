@@ -44,6 +44,7 @@ from authz.tls import CertificateFiles, server_credentials
 
 if TYPE_CHECKING:
     from authz.admin import AdminConfig
+    from authz.telemetry import Telemetry
 
 __all__ = ["CHECK_METHOD", "SERVICE_NAME", "AuthorizationService", "Runtime", "run_server"]
 
@@ -180,7 +181,8 @@ def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:
 class Runtime:
     """What a running server is made of, for whoever embeds it (the tests, the admin API).
 
-    ``shadow`` and ``shadow_reloader`` are None unless a shadow bundle was loaded.
+    ``shadow`` and ``shadow_reloader`` are None unless a shadow bundle was loaded;
+    ``telemetry`` is None until the server runs.
     """
 
     port: int
@@ -190,6 +192,7 @@ class Runtime:
     shadow: Shadow | None = None
     shadow_reloader: Reloader | None = None
     audit: Audit | None = None  # the decision log, security events and their counters
+    telemetry: Telemetry | None = None
 
 
 async def run_server(
@@ -239,14 +242,18 @@ async def _serve(
         for r, name in zip(reloaders, ("authz-reload", "authz-shadow-reload"), strict=False)
     ]
     loop = asyncio.get_running_loop()
-    admin_api = None
+    admin_api = telemetry = None
     try:
+        recording = recorders.observers(parts.store)  # opens the decision log, if any
+        telemetry = await _telemetry(config, parts, admin is not None, recorders)
         if admin is not None:
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
-            admin_api = await start_admin(parts.store, parts.reloader, admin, parts.keys)
+            admin_api = await start_admin(
+                parts.store, parts.reloader, admin, parts.keys, telemetry.metrics
+            )
         allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
-        observers = recorders.observers(parts.store)
+        observers = (*recording, *telemetry.observers)
         if parts.shadow is not None and recorders.decision_log is not None:
             parts.shadow.record = recorders.decision_log.shadow_difference
         service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys, observers)
@@ -268,7 +275,9 @@ async def _serve(
         if ready is not None:
             await ready(port)
         if started is not None:
-            await started(dataclasses.replace(parts, port=port, audit=recorders))
+            await started(
+                dataclasses.replace(parts, port=port, audit=recorders, telemetry=telemetry)
+            )
         await stop.wait()
         _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
         await health.enter_graceful_shutdown()
@@ -276,6 +285,8 @@ async def _serve(
     finally:
         if admin_api is not None:
             await admin_api.stop()
+        if telemetry is not None:
+            await telemetry.close()
         await parts.keys.close()
         loop.remove_signal_handler(signal.SIGHUP)
         for task in reloading:
@@ -283,6 +294,23 @@ async def _serve(
         for task in reloading:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _telemetry(
+    config: ServerConfig, parts: Runtime, admin: bool, recorders: Audit
+) -> Telemetry:
+    """Metrics and traces as ``config.telemetry`` asks (``admin``: /metrics is served there)."""
+    from authz.telemetry import start_telemetry  # OpenTelemetry is only needed when serving
+
+    return await start_telemetry(
+        config.telemetry,
+        parts.store,
+        parts.reloader,
+        keys=parts.keys,
+        shadow=parts.shadow,
+        admin=admin,
+        decision_log=recorders.decision_log,
+    )
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:

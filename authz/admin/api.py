@@ -25,6 +25,8 @@ from authz.identity.remote import KeyFetcher, SourceStatus
 from authz.identity.tokens import Issuer
 from authz.reload import Reloader
 from authz.store import SnapshotStore
+from authz.telemetry.endpoint import metrics_response
+from authz.telemetry.metrics import Metrics
 
 __all__ = ["AdminServer", "start_admin"]
 
@@ -63,10 +65,12 @@ async def start_admin(
     reloader: Reloader,
     config: AdminConfig,
     keys: KeyFetcher | None = None,
+    metrics: Metrics | None = None,
 ) -> AdminServer:
     """Serve the admin API; ConfigError when the token or TLS files or the address are unusable.
 
-    With ``keys``, the status shows how each remote issuer's keys are being fetched.
+    With ``keys``, the status shows how each remote issuer's keys are being fetched;
+    with ``metrics``, ``GET /metrics`` serves them (authenticated like every call).
     """
     token = read_token(config.token_file) if config.token_file is not None else None
     context = ssl_context(config) if config.tls_cert is not None else None
@@ -82,6 +86,8 @@ async def start_admin(
             web.delete("/v1/lockdown/{name}", api.release),
         ]
     )
+    if metrics is not None:
+        app.add_routes([web.get("/metrics", api.metrics(metrics), allow_head=False)])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -202,6 +208,15 @@ class _Api:
         if issuer.remote is None or self.keys is None:
             return None
         return self.keys.source(issuer.remote).status()
+
+    def metrics(self, metrics: Metrics) -> Handler:
+        """GET /metrics: the Prometheus exposition."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            request[_OUTCOME] = "metrics"
+            return metrics_response(metrics)
+
+        return handle
 
     async def reload(self, request: web.Request) -> web.Response:
         """POST /v1/reload: read the bundle directory now."""

@@ -89,6 +89,10 @@ def test_listens_on_all_interfaces_with_an_authenticated_admin_api(base: list[Ma
     flags = _flags(container)
     assert flags["--listen"] == f"0.0.0.0:{_port(container, 'grpc')}"
     assert flags["--admin-listen"] == f"0.0.0.0:{_port(container, 'admin')}"
+    assert flags["--metrics-listen"] == f"0.0.0.0:{_port(container, 'metrics')}"
+    scrape = one(base, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert scrape["prometheus.io/port"] == str(_port(container, "metrics"))
+    assert scrape["prometheus.io/path"] == "/metrics"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert os.path.dirname(flags["--admin-token-file"]) in mounts
     assert flags["--policies"] in mounts
@@ -180,7 +184,7 @@ def test_the_container_arguments_run_the_server(base: list[Manifest], tmp_path: 
     token.chmod(secret["defaultMode"])
     mounts[flags["--state-dir"]].mkdir()
 
-    check_port, admin_port = free_port(), free_port()
+    check_port, admin_port, metrics_port = free_port(), free_port(), free_port()
     args = []
     for name, value in flags.items():
         for path, local in mounts.items():
@@ -189,6 +193,8 @@ def test_the_container_arguments_run_the_server(base: list[Manifest], tmp_path: 
             value = f"{LOOPBACK}:{check_port}"  # tests bind loopback only
         elif name == "--admin-listen":
             value = f"{LOOPBACK}:{admin_port}"
+        elif name == "--metrics-listen":
+            value = f"{LOOPBACK}:{metrics_port}"
         args.append(f"{name}={value}")
     process = subprocess.Popen(
         [sys.executable, "-m", "authz", "serve", *args],
@@ -205,6 +211,10 @@ def test_the_container_arguments_run_the_server(base: list[Manifest], tmp_path: 
         status = _admin_status(admin_port)
         assert status["active_version"] == status["bundle_version"]
         assert len(status["issuers"]) == 1
+        metrics = f"http://{LOOPBACK}:{metrics_port}/metrics"
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            exposition = response.read().decode()
+        assert f'authz_policy_version_info{{version="{status["active_version"]}"}} 1' in exposition
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         log.wait_for(re.compile(r"authz\.server: stopped"))

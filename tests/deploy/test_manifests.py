@@ -33,10 +33,15 @@ NOT_KUSTOMIZED = {DEPLOY / "mesh" / "istio-operator.yaml"}
 # Referenced by the Deployment but never committed: created by the operator.
 EXTERNAL_SECRETS = {"authz-admin-token"}
 
+# Not Kubernetes objects: Prometheus rule files, checked by promtool (tests/telemetry).
+RULE_FILES = DEPLOY / "prometheus"
+
 MANIFEST_FILES = sorted(
     path
     for path in DEPLOY.rglob("*.yaml")
-    if path.name != "kustomization.yaml" and "bundle" not in path.relative_to(DEPLOY).parts
+    if path.name != "kustomization.yaml"
+    and "bundle" not in path.relative_to(DEPLOY).parts
+    and RULE_FILES not in path.parents
 )
 KUSTOMIZATIONS = sorted(DEPLOY.rglob("kustomization.yaml"))
 
