@@ -18,6 +18,7 @@ from tests.engine.checks import check_request
 from tests.lifecycle.process import Served
 from tests.policy.bundles import ISSUER, SigningKey
 from tests.server.serving import live_token, serving
+from tests.shadow import bundles as shadow_bundles
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -141,3 +142,26 @@ def test_sigterm_writes_every_queued_record(tmp_path: Path, bundle: Path) -> Non
         assert served.stop() == 0
     assert [record["decision_id"] for record in read_lines(log)] == ids
     assert oct(log.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.asyncio
+async def test_a_shadow_difference_is_logged_beside_its_decision(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    active = shadow_bundles.active(tmp_path / "active", key)
+    candidate = shadow_bundles.candidate(tmp_path / "candidate", key)
+    log = tmp_path / "decisions.log"
+    staff = live_token(key, sub="alice", tenant="acme", roles=["vendor:staff"])
+    audit = AuditConfig(decision_log=str(log))
+    async with serving(active, audit=audit, shadow_policies=candidate) as server:
+        answer = await server.stub.Check(
+            check_request(path=f"{shadow_bundles.ITEMS}/1", token=staff)
+        )
+    decision_id = _id(answer)
+
+    records = [r for r in read_lines(log) if r.get("decision_id") == decision_id]
+    assert [r["type"] for r in records] == ["decision", "shadow_difference"]
+    decision, difference = records
+    assert decision["allowed"] is True
+    assert difference["kind"] == "narrowed"
+    assert difference["active"]["allowed"] is True and difference["shadow"]["allowed"] is False
