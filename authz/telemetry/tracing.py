@@ -35,6 +35,7 @@ SPAN_NAME = "authz.check"
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")  # 64-bit ids are zero-extended
 _SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 _W3C = TraceContextTextMapPropagator()
+_W3C_PARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-([0-9a-f]{2})")
 _NO_HEADERS: Mapping[str, str] = {}
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
@@ -61,6 +62,8 @@ class CheckTracer:
         attributes = event.attributes
         http = attributes.http if attributes is not None else None
         headers = http.headers if http is not None else _NO_HEADERS
+        if _unsampled(headers):
+            return  # the caller decided: no span (the sampler would drop it, at a cost)
         decision = event.decision
         start = int(event.now.timestamp() * 1e9)
         span = self._tracer.start_span(
@@ -84,6 +87,20 @@ class CheckTracer:
             if decision.reason is Reason.INTERNAL_ERROR:
                 span.set_status(Status(StatusCode.ERROR, "internal_error"))
         span.end(end_time=start + event.duration_ns)
+
+
+def _unsampled(headers: Mapping[str, str]) -> bool:
+    """True when a well-formed parent says "not sampled": a quick answer that skips
+    building a span the parent-based sampler would only drop."""
+    parent = headers.get("traceparent")
+    if parent is not None:
+        found = _W3C_PARENT.fullmatch(parent)
+        return found is not None and not int(found.group(1), 16) & 1
+    single = headers.get("b3")
+    if single is not None:
+        fields = single.strip().split("-")
+        return fields == ["0"] or (len(fields) > 2 and fields[2] == "0")
+    return headers.get("x-b3-sampled") in ("0", "false") and "x-b3-traceid" in headers
 
 
 def parent_context(headers: Mapping[str, str]) -> Context | None:

@@ -71,8 +71,20 @@ async def test_a_check_without_a_parent_starts_a_trace(bundle: Path, key: Signin
     assert span.parent_span_id == b"" and len(span.trace_id) == 16
 
 
-async def test_a_caller_that_did_not_sample_gets_no_span(bundle: Path, key: SigningKey) -> None:
-    assert await traced(bundle, key, {"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-00"}) == []
+@pytest.mark.parametrize(
+    "parent",
+    [
+        {"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-00"},
+        {"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-02"},  # flags other than "sampled"
+        {"b3": f"{TRACE_ID}-{SPAN_ID}-0"},
+        {"b3": "0"},
+        {"x-b3-traceid": TRACE_ID, "x-b3-spanid": SPAN_ID, "x-b3-sampled": "0"},
+    ],
+)
+async def test_a_caller_that_did_not_sample_gets_no_span(
+    bundle: Path, key: SigningKey, parent: dict[str, str]
+) -> None:
+    assert await traced(bundle, key, parent) == []
 
 
 @pytest.mark.parametrize(
