@@ -65,8 +65,10 @@ class BurstWatch:
         threshold: int,
         window_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        max_sources: int = _MAX_WINDOWS,
     ) -> None:
         self._events = events
+        self._max_sources = max_sources
         self._threshold = threshold
         self._window = window_seconds
         self._clock = clock
@@ -87,7 +89,7 @@ class BurstWatch:
         now = self._clock()
         window = self._windows.get(key)
         if window is None or now - window[0] >= self._window:
-            if len(self._windows) >= _MAX_WINDOWS:
+            if len(self._windows) >= self._max_sources:
                 self._forget(now)
             window = self._windows[key] = [now, 0, False]
         window[1] += 1
@@ -110,7 +112,12 @@ class BurstWatch:
         )
 
     def _forget(self, now: float) -> None:
-        """Drop the windows that ended; all of them if every one is still open."""
-        ended = [key for key, window in self._windows.items() if now - window[0] >= self._window]
-        for key in ended or list(self._windows):
-            del self._windows[key]
+        """Drop the windows that ended; if every one is still open, the quieter half, so
+        that a spray of new sources cannot wipe out the count of a busy one."""
+        windows = self._windows
+        ended = [key for key, window in windows.items() if now - window[0] >= self._window]
+        if not ended:
+            by_count = sorted(windows, key=lambda key: windows[key][1])
+            ended = by_count[: len(by_count) // 2 or 1]
+        for key in ended:
+            del windows[key]
