@@ -51,11 +51,13 @@ def test_serve_refuses_a_broken_bundle(broken_bundle: Path) -> None:
     assert "serving on" not in stderr
 
 
-def test_sigterm_drains_then_exits_0(bundle: Path) -> None:
-    with _serve(bundle, "--listen", "127.0.0.1:0", "--grace", "1") as process:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_sigterm_drains_then_exits_0(bundle: Path, loop: str) -> None:
+    with _serve(bundle, "--listen", "127.0.0.1:0", "--grace", "1", "--loop", loop) as process:
         try:
             assert process.stderr is not None
             lines = LogLines(process.stderr)
+            lines.wait_for(re.compile(rf"event loop: {loop}$"))
             port = int(lines.wait_for(SERVING_ON).group(1))
             sent = _drain_while_watching(port, process)
             assert process.wait(timeout=15) == 0
