@@ -72,6 +72,8 @@ class ServerConfig:
     client_ca: Path | None = None
     # SPIFFE IDs that may call Check (a trailing /* matches a prefix); empty: any client cert.
     allow_clients: tuple[str, ...] = ()
+    # Share the Check port with other processes (SO_REUSEPORT): what `--workers` runs.
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         self._check_tls()

@@ -220,7 +220,9 @@ async def run_server(
             admin_api = await start_admin(parts.store, parts.reloader, admin, parts.keys)
         allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
         service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys)
-        server, health, port = await _start_grpc(service, config.listen, _credentials(config))
+        server, health, port = await _start_grpc(
+            service, config.listen, _credentials(config), reuse_port=config.reuse_port
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -323,14 +325,19 @@ async def _lifecycle(config: ServerConfig) -> Runtime:
 
 
 async def _start_grpc(
-    service: AuthorizationService, listen: str, credentials: grpc.ServerCredentials | None
+    service: AuthorizationService,
+    listen: str,
+    credentials: grpc.ServerCredentials | None,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """Check and grpc.health.v1 on ``listen`` (over TLS with ``credentials``), started and
-    SERVING; the bound port."""
+    SERVING; the bound port. Only with ``reuse_port`` may other processes listen on it too
+    (the workers of `authz serve --workers`): otherwise a port in use is an error."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     server.add_generic_rpc_handlers((service.handler(),))
