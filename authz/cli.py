@@ -7,6 +7,7 @@ variables), into frozen dataclasses the rest of the service receives.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from authz.loops import DEFAULT_LOOP, LOOPS
 from authz.policy.bundle import load_bundle
 from authz.request import from_check_request
 from authz.tokens_cli import add_keygen_parser, add_token_parser
+from authz.workers import WorkerSpec, parse_worker
 
 if TYPE_CHECKING:
     from authz.admin import AdminConfig
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `authz` and `python -m authz`; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `--workers` passes on
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -121,6 +124,23 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("AUTHZ_LOOP", DEFAULT_LOOP),
         help=f"event loop (env AUTHZ_LOOP; default {DEFAULT_LOOP}: uvloop when installed, "
         "cheaper per call than asyncio's own)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.environ.get("AUTHZ_WORKERS", "1"),
+        metavar="N",
+        help="serve Check from N processes sharing the port (SO_REUSEPORT), each with its own "
+        "bundle, watcher and keys; a worker that dies is restarted; the admin API reaches "
+        "every worker; with --state-dir, worker K keeps STATE_DIR/worker-K "
+        "(env AUTHZ_WORKERS; default 1)",
+    )
+    serve.add_argument(
+        "--worker",
+        type=parse_worker,
+        metavar="K:ADMIN_PORT:TOKEN_FILE",
+        help="set by --workers on the processes it starts: serve as worker K, its admin API "
+        "on 127.0.0.1:ADMIN_PORT behind the token in TOKEN_FILE",
     )
     serve.add_argument(
         "--state-dir",
@@ -274,9 +294,17 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
+    if args.worker is not None:
+        config, admin = _as_worker(config, args.worker)
     logging.getLogger("authz.server").info("event loop: %s", args.loop)
     try:
-        loops.run(run_server(config, admin=admin), args.loop)
+        if args.worker is None and args.workers > 1:
+            from authz.workers import supervise
+
+            serving = supervise(args.argv, args.workers, config.listen, admin, config.grace_seconds)
+            loops.run(serving, args.loop)
+        else:
+            loops.run(run_server(config, admin=admin), args.loop)
     except BundleError as exc:
         _print_errors(exc)
         return _EXIT_BAD_INPUT
@@ -284,6 +312,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _as_worker(config: ServerConfig, worker: WorkerSpec) -> tuple[ServerConfig, AdminConfig]:
+    """Worker ``K`` of `--workers`: the shared port, its own state, the private admin API."""
+    from authz.admin import AdminConfig
+
+    state_dir = config.state_dir / f"worker-{worker.index}" if config.state_dir else None
+    private = AdminConfig(listen=f"127.0.0.1:{worker.admin_port}", token_file=worker.token_file)
+    return dataclasses.replace(config, reuse_port=True, state_dir=state_dir), private
 
 
 def _add_token_arguments(serve: argparse.ArgumentParser) -> None:
