@@ -7,7 +7,9 @@
 * ``KIND`` ``authz``: ``python -m authz serve`` on the bench bundle with FLAGS
   (e.g. ``--loop asyncio``, ``--workers 2``); ``authz@DIR`` runs the ``authz``
   package found in the source tree DIR instead, so that an older commit (a
-  ``git worktree``) can be measured against the current one in the same run.
+  ``git worktree``) can be measured against the current one in the same run;
+* ``KIND`` ``bench.MODULE``: ``python -m bench.MODULE serve`` like ``authz``, for a
+  prototype that wraps the server (e.g. :mod:`bench.decision_cache`).
 
 Every round starts each variant afresh, warms it up and measures it, in the order
 given, so slow drifts of a shared machine spread over all variants; each row
@@ -45,7 +47,8 @@ __all__ = ["Variant", "main", "parse_variant"]
 
 @dataclass(frozen=True, slots=True)
 class Variant:
-    """A server to measure: its label, kind (``ceiling``/``authz``), source tree and flags."""
+    """A server to measure: its label, kind (``ceiling``, ``authz``, ``bench.…``), source
+    tree and flags."""
 
     label: str
     kind: str
@@ -60,8 +63,10 @@ def parse_variant(text: str) -> Variant:
     if not label or not words:
         raise ValueError(f"variant {text!r}: expected LABEL=KIND [FLAGS...]")
     kind, _, tree = words[0].partition("@")
-    if kind not in ("ceiling", "authz") or (tree and kind != "authz"):
-        raise ValueError(f"variant {text!r}: KIND is ceiling, authz or authz@DIR")
+    if not (kind in ("ceiling", "authz") or kind.startswith("bench.")) or (
+        tree and kind != "authz"
+    ):
+        raise ValueError(f"variant {text!r}: KIND is ceiling, authz, authz@DIR or bench.MODULE")
     return Variant(label, kind, Path(tree).resolve() if tree else ROOT, tuple(words[1:]))
 
 
@@ -73,7 +78,8 @@ def _serving(variant: Variant, bundle: Path, log: Path) -> Iterator[int]:
     if variant.kind == "ceiling":
         argv = [sys.executable, "-m", "bench.load_ceiling", "--listen", listen]
     else:
-        argv = [sys.executable, "-m", "authz", "serve", "--policies", str(bundle)]
+        module = "authz" if variant.kind == "authz" else variant.kind
+        argv = [sys.executable, "-m", module, "serve", "--policies", str(bundle)]
         argv += ["--listen", listen, "--no-watch"]
     with log.open("ab") as stderr:
         process = subprocess.Popen(
@@ -134,10 +140,13 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Varian
     parser.add_argument("-m", "--streams", type=int, default=4, help="streams each (4)")
     parser.add_argument("-t", "--threads", type=int, default=1, help="h2load threads (1)")
     parser.add_argument("-w", "--warm-up", type=float, default=1.0, help="seconds (1)")
+    parser.add_argument(
+        "--rps", type=int, help="requests per second per connection (default: saturate)"
+    )
     args = parser.parse_args(argv)
     try:
         variants = [parse_variant(text) for text in args.variants]
-        spec = LoadSpec(args.duration, None, args.clients, args.streams, args.threads)
+        spec = LoadSpec(args.duration, None, args.clients, args.streams, args.threads, args.rps)
     except ValueError as exc:
         parser.error(str(exc))
     return args, variants, spec
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load_variants: {exc}", file=sys.stderr)
         return 1
     how = f"{spec.clients} connections x {spec.streams} streams, {spec.duration_s:g}s per run"
+    if spec.rps is not None:
+        how += f", {spec.rps} req/s per connection"
     print(f"{args.rounds} rounds, {how}; median [min-max]; ratio: throughput / first variant")
     print(report(variants, rounds))
     return 0
