@@ -113,8 +113,8 @@ class AuthorizationService:
         now = datetime.now(UTC)
         try:
             attributes = from_check_request(message)
-            if attributes.http is not None:
-                headers = attributes.http.headers
+            if attributes.http is not None and attributes.http.names_ours:
+                headers = attributes.http.headers  # the response removes client-sent x-authz-*
             decision = decide(snapshot, attributes, now)
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
