@@ -291,6 +291,7 @@ def _serve(args: argparse.Namespace) -> int:
             allow_clients=tuple(args.allow_client),
         )
         admin = _admin_config(args)
+        loops.factory(args.loop)  # AUTHZ_LOOP is not checked by argparse
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT

@@ -11,7 +11,9 @@ import importlib.util
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_LOOP", "LOOPS", "run"]
+from authz.config import ConfigError
+
+__all__ = ["DEFAULT_LOOP", "LOOPS", "factory", "run"]
 
 LOOPS = ("uvloop", "asyncio")
 DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
@@ -19,21 +21,20 @@ DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "
 _T = TypeVar("_T")
 
 
-def _factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """A new-loop factory for ``name``; ValueError if it is unknown or not installed."""
+def factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A new-loop factory for ``name``; ConfigError if it is unknown or not installed."""
     if name == "asyncio":
         return asyncio.new_event_loop
     if name == "uvloop":
         try:
             import uvloop
         except ImportError:
-            raise ValueError("loop: uvloop is not installed (pip install uvloop)") from None
+            raise ConfigError("loop: uvloop is not installed (pip install uvloop)") from None
         return uvloop.new_event_loop
-    raise ValueError(f"loop: expected one of {', '.join(LOOPS)}, got {name!r}")
+    raise ConfigError(f"loop: expected one of {', '.join(LOOPS)}, got {name!r}")
 
 
 def run(main: Coroutine[Any, Any, _T], loop: str = DEFAULT_LOOP) -> _T:
     """``asyncio.run(main)`` on a new event loop of kind ``loop``."""
-    factory = _factory(loop)
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=factory(loop)) as runner:
         return runner.run(main)

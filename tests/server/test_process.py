@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -86,3 +87,16 @@ def _drain_while_watching(port: int, process: subprocess.Popen[str]) -> float:
         with pytest.raises(grpc.RpcError):
             next(watch)
     return sent
+
+
+def test_an_unknown_event_loop_is_refused(bundle: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "authz", "serve", "--policies", str(bundle)],
+        env={**os.environ, "AUTHZ_LOOP": "trio"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "authz serve: loop: expected one of uvloop, asyncio, got 'trio'" in done.stderr
