@@ -24,7 +24,17 @@ from urllib.parse import quote, urlsplit
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["Call", "Replica", "Result", "add_admin_parser", "fleet_replicas", "main", "run"]
+__all__ = [
+    "Call",
+    "Replica",
+    "Result",
+    "add_admin_parser",
+    "call_all",
+    "fleet_replicas",
+    "fleet_report",
+    "main",
+    "run",
+]
 
 # authz.admin.DEFAULT_ADMIN_LISTEN, not imported: `authz --help` need not load aiohttp.
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:9192"
@@ -150,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ssl.SSLError) as exc:
         print(f"authz admin: {exc}", file=sys.stderr)
         return _EXIT_FAILED
-    results = asyncio.run(_call_all(replicas, _call(args), token, context, args.timeout))
+    results = asyncio.run(call_all(replicas, _call(args), token, context, args.timeout))
     if args.fleet:
         print(json.dumps(fleet_report(results), indent=2))
     else:
@@ -235,7 +245,7 @@ def fleet_report(results: Sequence[Result]) -> dict[str, Any]:
     }
 
 
-async def _call_all(
+async def call_all(
     replicas: Sequence[Replica],
     call: Call,
     token: str | None,

@@ -7,7 +7,7 @@ variables), into frozen dataclasses the rest of the service receives.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
-from authz import __version__
+from authz import __version__, loops
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.admin_cli import DEFAULT_ADMIN_LISTEN, add_admin_parser
 from authz.audit_cli import add_audit_arguments, add_report_parser, audit_config
@@ -39,9 +39,11 @@ from authz.config import (
 from authz.decision import new_decision_id
 from authz.engine import decide
 from authz.errors import BundleError
+from authz.loops import DEFAULT_LOOP, LOOPS
 from authz.policy.bundle import load_bundle
 from authz.request import from_check_request
 from authz.tokens_cli import add_keygen_parser, add_token_parser
+from authz.workers import WorkerSpec, parse_worker
 
 if TYPE_CHECKING:
     from authz.admin import AdminConfig
@@ -74,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `authz` and `python -m authz`; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `--workers` passes on
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -122,6 +125,30 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="seconds to finish in-flight calls on shutdown (default 5)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=os.environ.get("AUTHZ_LOOP", DEFAULT_LOOP),
+        help=f"event loop (env AUTHZ_LOOP; default {DEFAULT_LOOP}: uvloop when installed, "
+        "cheaper per call than asyncio's own)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.environ.get("AUTHZ_WORKERS", "1"),
+        metavar="N",
+        help="serve Check from N processes sharing the port (SO_REUSEPORT), each with its own "
+        "bundle, watcher and keys; a worker that dies is restarted; the admin API reaches "
+        "every worker; with --state-dir, worker K keeps STATE_DIR/worker-K "
+        "(env AUTHZ_WORKERS; default 1)",
+    )
+    serve.add_argument(
+        "--worker",
+        type=parse_worker,
+        metavar="K:ADMIN_PORT:TOKEN_FILE",
+        help="set by --workers on the processes it starts: serve as worker K, its admin API "
+        "on 127.0.0.1:ADMIN_PORT behind the token in TOKEN_FILE",
     )
     serve.add_argument(
         "--state-dir",
@@ -277,11 +304,21 @@ def _serve(args: argparse.Namespace) -> int:
         )
         admin = _admin_config(args)
         audit = audit_config(args)
+        loops.factory(args.loop)  # AUTHZ_LOOP is not checked by argparse
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
+    if args.worker is not None:
+        config, admin = _as_worker(config, args.worker)
+    logging.getLogger("authz.server").info("event loop: %s", args.loop)
     try:
-        asyncio.run(run_server(config, admin=admin, audit=audit))
+        if args.worker is None and args.workers > 1:
+            from authz.workers import supervise
+
+            serving = supervise(args.argv, args.workers, config.listen, admin, config.grace_seconds)
+            loops.run(serving, args.loop)
+        else:
+            loops.run(run_server(config, admin=admin, audit=audit), args.loop)
     except BundleError as exc:
         _print_errors(exc)
         return _EXIT_BAD_INPUT
@@ -289,6 +326,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _as_worker(config: ServerConfig, worker: WorkerSpec) -> tuple[ServerConfig, AdminConfig]:
+    """Worker ``K`` of `--workers`: the shared port, its own state, the private admin API."""
+    from authz.admin import AdminConfig
+
+    state_dir = config.state_dir / f"worker-{worker.index}" if config.state_dir else None
+    private = AdminConfig(listen=f"127.0.0.1:{worker.admin_port}", token_file=worker.token_file)
+    return dataclasses.replace(config, reuse_port=True, state_dir=state_dir), private
 
 
 def _add_token_arguments(serve: argparse.ArgumentParser) -> None:

@@ -104,6 +104,8 @@ class ServerConfig:
     # SPIFFE IDs that may call Check (a trailing /* matches a prefix); empty: any client cert.
     allow_clients: tuple[str, ...] = ()
     telemetry: TelemetrySettings = TelemetrySettings()
+    # Share the Check port with other processes (SO_REUSEPORT): what `--workers` runs.
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         self._check_tls()

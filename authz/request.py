@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from authz.identity.peers import Peer, istio_form, parse_principal
 from authz.paths import normalise_path
 from authz.policy.matchers import strip_port
+from authz.response import HEADER_PREFIX
 
 __all__ = ["HttpRequest", "RequestAttributes", "from_check_request"]
 
@@ -36,6 +37,9 @@ class HttpRequest(NamedTuple):
     id: str
     headers: Mapping[str, str]  # lower-case names
     time_ns: int | None  # when Envoy saw the request
+    # Some header name contains x-authz- (the names we set): only then does the
+    # response look for client-sent ones to remove. Found in the names already joined.
+    names_ours: bool = True
 
 
 class RequestAttributes(NamedTuple):
@@ -82,8 +86,10 @@ def _http(request: Any) -> HttpRequest:
     names = "".join(headers)
     if names and not names.islower():
         headers = {key.lower(): value for key, value in headers.items()}
+        names = names.lower()
     elif not names and http.HasField("header_map"):
         headers = _from_header_map(http.header_map)
+        names = "".join(headers)
     raw_path = http.path or headers.get(":path", "")
     path, query, problem = normalise_path(raw_path)
     time_ns = None
@@ -101,6 +107,7 @@ def _http(request: Any) -> HttpRequest:
         http.id,
         headers,
         time_ns,
+        HEADER_PREFIX in names,
     )
 
 

@@ -115,8 +115,8 @@ class AuthorizationService:
         now = datetime.now(UTC)
         try:
             attributes = from_check_request(message)
-            if attributes.http is not None:
-                headers = attributes.http.headers
+            if attributes.http is not None and attributes.http.names_ours:
+                headers = attributes.http.headers  # the response removes client-sent x-authz-*
             decision = decide(snapshot, attributes, now)
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
@@ -257,7 +257,9 @@ async def _serve(
         if parts.shadow is not None and recorders.decision_log is not None:
             parts.shadow.record = recorders.decision_log.shadow_difference
         service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys, observers)
-        server, health, port = await _start_grpc(service, config.listen, _credentials(config))
+        server, health, port = await _start_grpc(
+            service, config.listen, _credentials(config), reuse_port=config.reuse_port
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -381,14 +383,19 @@ async def _lifecycle(config: ServerConfig, events: EventSink | None = None) -> R
 
 
 async def _start_grpc(
-    service: AuthorizationService, listen: str, credentials: grpc.ServerCredentials | None
+    service: AuthorizationService,
+    listen: str,
+    credentials: grpc.ServerCredentials | None,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """Check and grpc.health.v1 on ``listen`` (over TLS with ``credentials``), started and
-    SERVING; the bound port."""
+    SERVING; the bound port. Only with ``reuse_port`` may other processes listen on it too
+    (the workers of `authz serve --workers`): otherwise a port in use is an error."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     server.add_generic_rpc_handlers((service.handler(),))

@@ -18,6 +18,7 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from authz import loops
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz._proto.google.rpc import status_pb2
 
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench.load_ceiling", description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:9292")
+    parser.add_argument("--loop", choices=loops.LOOPS, default="asyncio")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.listen))
+    loops.run(serve(args.listen), args.loop)
     return 0
 
 

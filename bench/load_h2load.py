@@ -26,13 +26,14 @@ class H2loadError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
-    """How hard and how long to push: like h2load's -D/-n, -c, -m, -t."""
+    """How hard and how long to push: like h2load's -D/-n, -c, -m, -t and --rps."""
 
     duration_s: float | None
     requests: int | None
     clients: int
     streams: int
     threads: int = 1
+    rps: int | None = None  # requests per second per client; None: as fast as answered
 
     def __post_init__(self) -> None:
         if (self.duration_s is None) == (self.requests is None):
@@ -140,6 +141,8 @@ def run(h2load: str, url: str, body: Path, spec: LoadSpec, log_file: Path) -> Lo
         "-c", str(spec.clients), "-m", str(spec.streams), "-t", str(spec.threads),
         "--log-file", str(log_file),
     ]  # fmt: skip
+    if spec.rps is not None:
+        argv += ["--rps", str(spec.rps)]
     if spec.duration_s is not None:
         argv += ["-D", f"{spec.duration_s:g}"]
     else:

@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from authz.store import SnapshotStore
 from authz.telemetry.endpoint import metrics_response
 from authz.telemetry.metrics import Metrics
 
-__all__ = ["AdminServer", "start_admin"]
+__all__ = ["AdminGate", "AdminServer", "listen", "start_admin"]
 
 _REALM = 'Bearer realm="authz-admin"'
 _CHALLENGE = {"WWW-Authenticate": _REALM}
@@ -73,21 +74,31 @@ async def start_admin(
     with ``metrics``, ``GET /metrics`` serves them (authenticated like every call).
     """
     token = read_token(config.token_file) if config.token_file is not None else None
-    context = ssl_context(config) if config.tls_cert is not None else None
     api = _Api(store, reloader, token, mtls=config.client_ca is not None, keys=keys)
-    app = web.Application(middlewares=[api.middleware], client_max_size=MAX_BODY_BYTES)
-    app.add_routes(
-        [
-            web.get("/v1/status", api.status, allow_head=False),
-            web.post("/v1/reload", api.reload),
-            web.post("/v1/rollback", api.rollback),
-            web.post("/v1/unpin", api.unpin),
-            web.post("/v1/lockdown", api.lock),
-            web.delete("/v1/lockdown/{name}", api.release),
-        ]
-    )
+    routes = _routes(api)
     if metrics is not None:
-        app.add_routes([web.get("/metrics", api.metrics(metrics), allow_head=False)])
+        routes.append(web.get("/metrics", api.metrics(metrics), allow_head=False))
+    return await listen(api, config, routes)
+
+
+def _routes(api: _Api) -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/v1/status", api.status, allow_head=False),
+        web.post("/v1/reload", api.reload),
+        web.post("/v1/rollback", api.rollback),
+        web.post("/v1/unpin", api.unpin),
+        web.post("/v1/lockdown", api.lock),
+        web.delete("/v1/lockdown/{name}", api.release),
+    ]
+
+
+async def listen(
+    gate: AdminGate, config: AdminConfig, routes: Sequence[web.AbstractRouteDef]
+) -> AdminServer:
+    """Serve ``routes`` behind ``gate`` where ``config`` says; ConfigError if it cannot."""
+    context = ssl_context(config) if config.tls_cert is not None else None
+    app = web.Application(middlewares=[gate.middleware], client_max_size=MAX_BODY_BYTES)
+    app.add_routes(routes)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -98,7 +109,8 @@ async def start_admin(
             f"admin-listen: cannot listen on {config.listen}: {exc.strerror}"
         ) from None
     port = int(runner.addresses[0][1])
-    auth = " and ".join(name for name, on in (("bearer token", token), ("mTLS", api.mtls)) if on)
+    token = gate.token
+    auth = " and ".join(name for name, on in (("bearer token", token), ("mTLS", gate.mtls)) if on)
     _log.info(
         "admin API on %s:%d (%s, %s)", config.host, port, "https" if context else "http", auth
     )
@@ -107,19 +119,15 @@ async def start_admin(
     return AdminServer(runner, port)
 
 
-class _Api:
-    """The handlers, and the middleware that authenticates and logs every call."""
+class AdminGate:
+    """The middleware that authenticates and logs every admin call, and answers problems.
 
-    def __init__(
-        self,
-        store: SnapshotStore,
-        reloader: Reloader,
-        token: bytes | None,
-        mtls: bool,
-        keys: KeyFetcher | None,
-    ) -> None:
-        self.store, self.reloader, self.token, self.mtls = store, reloader, token, mtls
-        self.keys = keys
+    With ``token``, callers must present it as a bearer token; with ``mtls``, the TLS
+    layer has verified their certificate. Subclasses add the handlers.
+    """
+
+    def __init__(self, token: bytes | None, mtls: bool) -> None:
+        self.token, self.mtls = token, mtls
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -178,6 +186,25 @@ class _Api:
         if _CALLER in request:  # only an authenticated caller learns the served version
             body.update(self._state())
         return web.json_response(body, status=problem.status, headers=problem.headers)
+
+    def _state(self) -> dict[str, Any]:
+        """What an authenticated caller learns with every answer, problems included."""
+        return {}
+
+
+class _Api(AdminGate):
+    """The handlers of one server's admin API."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        reloader: Reloader,
+        token: bytes | None,
+        mtls: bool,
+        keys: KeyFetcher | None,
+    ) -> None:
+        super().__init__(token, mtls)
+        self.store, self.reloader, self.keys = store, reloader, keys
 
     def _state(self) -> dict[str, Any]:
         return {"active_version": self.store.active_version, "pinned": self.store.pinned}

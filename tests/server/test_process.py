@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -51,11 +52,13 @@ def test_serve_refuses_a_broken_bundle(broken_bundle: Path) -> None:
     assert "serving on" not in stderr
 
 
-def test_sigterm_drains_then_exits_0(bundle: Path) -> None:
-    with _serve(bundle, "--listen", "127.0.0.1:0", "--grace", "1") as process:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_sigterm_drains_then_exits_0(bundle: Path, loop: str) -> None:
+    with _serve(bundle, "--listen", "127.0.0.1:0", "--grace", "1", "--loop", loop) as process:
         try:
             assert process.stderr is not None
             lines = LogLines(process.stderr)
+            lines.wait_for(re.compile(rf"event loop: {loop}$"))
             port = int(lines.wait_for(SERVING_ON).group(1))
             sent = _drain_while_watching(port, process)
             assert process.wait(timeout=15) == 0
@@ -84,3 +87,16 @@ def _drain_while_watching(port: int, process: subprocess.Popen[str]) -> float:
         with pytest.raises(grpc.RpcError):
             next(watch)
     return sent
+
+
+def test_an_unknown_event_loop_is_refused(bundle: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "authz", "serve", "--policies", str(bundle)],
+        env={**os.environ, "AUTHZ_LOOP": "trio"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "authz serve: loop: expected one of uvloop, asyncio, got 'trio'" in done.stderr

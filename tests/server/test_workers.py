@@ -1,0 +1,215 @@
+"""`authz serve --workers 2` as real processes: one port, two deciding processes, one admin API.
+
+The example bundle serves; every Check is a real gRPC call, each over a connection
+of its own (a local subchannel pool), so the kernel spreads them over the workers.
+Which worker holds a connection is read from /proc: the server side of each
+established connection is a socket that one worker process has open.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
+from tests.engine.checks import check_request
+from tests.lifecycle.process import Served
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "workers-admin-token-0123456789abcdef"
+CATALOG = check_request(path="/api/v1/catalog", host="api.shop.example.com")  # anybody
+WORKER_STARTED = re.compile(r"worker (\d) started \(pid (\d+)\)")
+ADMIN_ON = re.compile(r"admin API on 127\.0\.0\.1:(\d+)")
+OK, PERMISSION_DENIED = 0, 7  # google.rpc.Code
+FRESH = [("grpc.use_local_subchannel_pool", 1)]  # a new connection for every channel
+
+
+class Workers:
+    """The parent process, its workers' pids by index, and its admin port."""
+
+    def __init__(self, served: Served) -> None:
+        self.served = served
+        self.pids: dict[int, int] = {}
+        for _ in range(2):
+            self.note_started()
+        # The parent's admin API starts before it announces the port (Served reads that far).
+        self.admin_port = int(next(m for m in map(ADMIN_ON.search, served.seen) if m).group(1))
+        for index in sorted(self.pids):
+            self.wait_serving(index)
+
+    def note_started(self, timeout: float = 15) -> int:
+        """Wait for the next `worker K started (pid P)` line; record and return P."""
+        match = self.served.wait_for(WORKER_STARTED, timeout)
+        self.pids[int(match.group(1))] = int(match.group(2))
+        return int(match.group(2))
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.served.port}"
+
+    def wait_serving(self, index: int, timeout: float = 20) -> None:
+        """Until worker ``index`` logs that it serves Check."""
+        self.served.wait_for(re.compile(rf"serving on .* state_dir=\S*worker-{index} "), timeout)
+
+    def admin(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        """One call to the parent's admin API."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=40)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body)
+        try:
+            connection.request(method, path, body=data, headers=headers)
+            response = connection.getresponse()
+            answer: dict[str, Any] = json.loads(response.read())
+        finally:
+            connection.close()
+        return response.status, answer
+
+    def checks(self, count: int) -> list[tuple[int, str]]:
+        """``count`` Checks, each over a new connection: (status code, reason) each."""
+        answers = []
+        for _ in range(count):
+            with grpc.insecure_channel(self.target, options=FRESH) as channel:
+                stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+                response = stub.Check(CATALOG, timeout=5)
+            reason = response.dynamic_metadata.fields["reason"].string_value
+            answers.append((response.status.code, reason))
+        return answers
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    scratch = tmp_path_factory.mktemp("workers")
+    token_file = scratch / "admin-token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    flags = ["--workers", "2", "--admin-listen", "127.0.0.1:0"]
+    flags += ["--admin-token-file", str(token_file), "--state-dir", str(scratch / "state")]
+    with Served(REPO / "policies", *flags) as served:
+        running = Workers(served)
+        try:
+            yield running
+        finally:
+            assert served.stop() == 0
+            for pid in running.pids.values():
+                assert not _alive(pid), f"worker pid {pid} outlived the parent"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still exists (the parent reaps its workers, so no zombies remain)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _connections(port: int, pids: list[int]) -> dict[int, int]:
+    """How many established connections to ``port`` each process in ``pids`` holds."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if int(local.rpartition(":")[2], 16) == port and state == "01":
+                inodes.add(f"socket:[{inode}]")
+    counts = {}
+    for pid in pids:
+        held = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                held += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
+            except OSError:
+                continue
+        counts[pid] = held
+    return counts
+
+
+def test_connections_are_spread_over_both_workers(workers: Workers) -> None:
+    channels = [grpc.insecure_channel(workers.target, options=FRESH) for _ in range(24)]
+    try:
+        for channel in channels:
+            response = external_auth_pb2_grpc.AuthorizationStub(channel).Check(CATALOG, timeout=5)
+            assert response.status.code == OK
+        held = _connections(workers.served.port, list(workers.pids.values()))
+    finally:
+        for channel in channels:
+            channel.close()
+    assert sum(held.values()) == 24, held
+    assert all(count > 0 for count in held.values()), held
+
+
+def test_status_shows_every_worker(workers: Workers) -> None:
+    status, report = workers.admin("GET", "/v1/status")
+    assert status == 200
+    assert [r["replica"] for r in report["replicas"]] == ["worker-1", "worker-2"]
+    assert report["skew"] is False and len(report["versions"]) == 1
+    assert all(r["result"]["history"] for r in report["replicas"])
+
+
+def test_lockdown_reaches_every_worker(workers: Workers) -> None:
+    body = {"name": "inc-1", "reason": "incident drill"}
+    status, report = workers.admin("POST", "/v1/lockdown", body)
+    assert status == 200, report
+    assert [r["status"] for r in report["replicas"]] == [200, 200]
+    try:
+        answers = workers.checks(30)
+        assert answers == [(PERMISSION_DENIED, "lockdown")] * 30
+    finally:
+        status, report = workers.admin("DELETE", "/v1/lockdown/inc-1")
+    assert status == 200, report
+    assert workers.checks(30) == [(OK, "allowed")] * 30
+
+
+def test_a_refusal_by_every_worker_is_answered_with_its_status(workers: Workers) -> None:
+    status, report = workers.admin("POST", "/v1/rollback", {"version": "sha256:" + "0" * 64})
+    assert status == 404
+    assert [r["result"]["error"] for r in report["replicas"]] == ["unknown_version"] * 2
+
+
+def test_admin_needs_the_token(workers: Workers) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", workers.admin_port, timeout=10)
+    try:
+        connection.request("GET", "/v1/status")
+        assert connection.getresponse().status == 401
+    finally:
+        connection.close()
+
+
+def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(workers: Workers) -> None:
+    killed = workers.pids[1]
+    os.kill(killed, signal.SIGKILL)
+    workers.served.wait_for(re.compile(rf"worker 1 \(pid {killed}\) exited with status -9"))
+    # Worker 2 alone: every new connection reaches it.
+    assert workers.checks(20) == [(OK, "allowed")] * 20
+    restarted = workers.note_started()
+    assert restarted != killed
+    workers.wait_serving(1)
+    status, report = workers.admin("GET", "/v1/status")  # the relay reaches the new worker
+    assert status == 200 and all(r["ok"] for r in report["replicas"]), report
+    held = _connections(workers.served.port, [restarted])
+    assert held == {restarted: 0}  # the checks' connections are closed: none left over
+    test_connections_are_spread_over_both_workers(workers)
+
+
+def test_sigterm_drains_every_worker() -> None:
+    with Served(REPO / "policies", "--workers", "2") as served:
+        pids = [int(served.wait_for(WORKER_STARTED).group(2)) for _ in range(2)]
+        for _ in pids:
+            served.wait_for(re.compile(r"serving on .* state_dir=none"))
+        assert served.stop() == 0
+        served.wait_for(re.compile(r"authz\.workers: stopped"))
+        drained = [line for line in served.seen if "stopping: draining in-flight" in line]
+        assert len(drained) == 2
+        assert not any(_alive(pid) for pid in pids)
