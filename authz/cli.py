@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from authz import __version__, loops
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.admin_cli import DEFAULT_ADMIN_LISTEN, add_admin_parser
+from authz.audit import AuditConfig
 from authz.audit_cli import add_audit_arguments, add_report_parser, audit_config
 from authz.authoring_cli import (
     add_diff_parser,
@@ -305,11 +306,15 @@ def _serve(args: argparse.Namespace) -> int:
         admin = _admin_config(args)
         audit = audit_config(args)
         loops.factory(args.loop)  # AUTHZ_LOOP is not checked by argparse
+        if args.workers > 1 and config.telemetry.metrics_listen is not None:
+            # Workers sharing one metrics port would each answer part of the scrapes.
+            raise ConfigError("metrics-listen: not with --workers; run one process per pod")
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     if args.worker is not None:
         config, admin = _as_worker(config, args.worker)
+        audit = _worker_audit(audit, args.worker.index)
     logging.getLogger("authz.server").info("event loop: %s", args.loop)
     try:
         if args.worker is None and args.workers > 1:
@@ -342,6 +347,19 @@ def _as_worker(config: ServerConfig, worker: WorkerSpec) -> tuple[ServerConfig, 
     state_dir = config.state_dir / f"worker-{worker.index}" if config.state_dir else None
     private = AdminConfig(listen=f"127.0.0.1:{worker.admin_port}", token_file=worker.token_file)
     return dataclasses.replace(config, reuse_port=True, state_dir=state_dir), private
+
+
+def _worker_audit(audit: AuditConfig, index: int) -> AuditConfig:
+    """Worker ``K`` writes its own files (``PATH.worker-K``): one writer per file."""
+
+    def own(path: str | None) -> str | None:
+        return path if path is None or path == "-" else f"{path}.worker-{index}"
+
+    return dataclasses.replace(
+        audit,
+        decision_log=own(audit.decision_log),
+        security_events=own(audit.security_events),
+    )
 
 
 def _add_token_arguments(serve: argparse.ArgumentParser) -> None:

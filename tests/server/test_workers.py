@@ -13,6 +13,9 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +39,9 @@ FRESH = [("grpc.use_local_subchannel_pool", 1)]  # a new connection for every ch
 class Workers:
     """The parent process, its workers' pids by index, and its admin port."""
 
-    def __init__(self, served: Served) -> None:
+    def __init__(self, served: Served, decision_log: Path) -> None:
         self.served = served
+        self.decision_log = decision_log  # each worker writes DECISION_LOG.worker-K
         self.pids: dict[int, int] = {}
         for _ in range(2):
             self.note_started()
@@ -96,8 +100,9 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     token_file.chmod(0o600)
     flags = ["--workers", "2", "--admin-listen", "127.0.0.1:0"]
     flags += ["--admin-token-file", str(token_file), "--state-dir", str(scratch / "state")]
+    flags += ["--decision-log", str(scratch / "decisions.log")]
     with Served(REPO / "policies", *flags) as served:
-        running = Workers(served)
+        running = Workers(served, scratch / "decisions.log")
         try:
             yield running
         finally:
@@ -213,3 +218,33 @@ def test_sigterm_drains_every_worker() -> None:
         drained = [line for line in served.seen if "stopping: draining in-flight" in line]
         assert len(drained) == 2
         assert not any(_alive(pid) for pid in pids)
+
+
+def test_each_worker_writes_its_own_decision_log(workers: Workers) -> None:
+    directory = workers.decision_log.parent
+    workers.checks(24)
+
+    def records() -> dict[str, list[dict[str, Any]]]:
+        found = {}
+        for path in sorted(directory.glob("decisions.log.worker-*")):
+            found[path.name] = [json.loads(line) for line in path.read_text().splitlines()]
+        return found
+
+    deadline = time.monotonic() + 30
+    while not (len(logs := records()) == 2 and all(logs.values())):
+        assert time.monotonic() < deadline, f"decision logs: {list(records())}"
+        time.sleep(0.1)
+    assert not (directory / "decisions.log").exists()  # no file shared by two writers
+    assert all(r["type"] == "decision" for lines in logs.values() for r in lines)
+
+
+def test_a_metrics_port_is_refused_with_workers(tmp_path: Path) -> None:
+    flags = ["--workers", "2", "--metrics-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"]
+    run = subprocess.run(
+        [sys.executable, "-m", "authz", "serve", "--policies", str(REPO / "policies"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "metrics-listen: not with --workers" in run.stderr
