@@ -12,13 +12,14 @@ as one ``records_lost`` line and logged as an error: never lost silently.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 __all__ = ["LineWriter", "Lines", "rfc3339"]
 
@@ -33,6 +34,11 @@ class Lines(Protocol):
     def write(self, text: str) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _line(record: dict[str, Any]) -> str:
+    """One JSON line (UTF-8 text, not ASCII-escaped)."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode()
 
 
 def rfc3339(moment: datetime) -> str:
@@ -104,7 +110,7 @@ class LineWriter:
         for _ in range(min(len(queue), _BATCH)):
             record = queue.popleft()
             try:
-                parts.append(json.dumps(render(record), separators=(",", ":")) + "\n")
+                parts.append(_line(render(record)))
             except Exception as exc:  # the message could quote request data: type only
                 self.errors += 1
                 _log.error("audit record not written: %s", type(exc).__name__)
@@ -122,7 +128,7 @@ class LineWriter:
             _log.error(
                 "%s: %d kept (deny/event) record(s) lost: queue full", self._thread.name, kept
             )
-        self._emit([json.dumps(record, separators=(",", ":")) + "\n"])
+        self._emit([_line(record)])
 
     def _emit(self, parts: list[str]) -> None:
         if not parts:
