@@ -6,20 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.server.conftest import bundle, key
 
-from tests.engine.shop import install_shop
-from tests.policy.bundles import SigningKey
-
-
-@pytest.fixture(scope="session")
-def key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    return SigningKey.generate(tmp_path_factory.mktemp("key"))
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory, key: SigningKey) -> Path:
-    return install_shop(tmp_path_factory.mktemp("shop") / "bundle", key)
+__all__ = ["bundle", "key", "read_lines"]
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:

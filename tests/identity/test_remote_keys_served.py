@@ -22,23 +22,15 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.admin import AdminConfig, start_admin
-from authz.config import FetchSettings
 from tests.admin.client import TOKEN, Client
 from tests.engine.checks import check_request
 from tests.identity.idp import IdentityProvider
 from tests.identity.signing import AUD, SigningKey, ec_key, rsa_key, sign
-from tests.identity.test_remote_keys import until
+from tests.identity.test_remote_keys import FAST, until
 from tests.server.serving import Server, serving
 
 STATIC_ISSUER = "https://static.example.com"
-SETTINGS = FetchSettings(
-    timeout_seconds=2.0,
-    refresh_seconds=3600,
-    min_refresh_seconds=1,
-    max_refresh_seconds=3600,
-    cooldown_seconds=30,
-    kid_wait_seconds=2.0,  # generous: the machine under test may be busy
-)
+SETTINGS = FAST
 
 POLICY = """\
 apiVersion: authz/v1
