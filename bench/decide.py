@@ -42,7 +42,17 @@ from bench import bundles
 from bench.bundles import KINDS, Minter, Probe, Workload
 from bench.decide_report import EDGE_STAGES, MIX, P99_TARGET_US, RATIO_TARGET, render
 
-__all__ = ["Bench", "BenchError", "Settings", "main", "prepare", "render", "run", "verify"]
+__all__ = [
+    "Bench",
+    "BenchError",
+    "Settings",
+    "cpu_model",
+    "main",
+    "prepare",
+    "render",
+    "run",
+    "verify",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 _EDGE_KINDS = ("vendor_staff_allowed", "missing_token")
@@ -371,7 +381,7 @@ def _machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(affinity(0)) if affinity else os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "protobuf": f"{importlib.metadata.version('protobuf')} ({api_implementation.Type()})",
@@ -381,7 +391,8 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what :mod:`platform` knows)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
