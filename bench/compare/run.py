@@ -1,0 +1,197 @@
+"""Running the comparison: every chosen setup, one after the other, under the same load.
+
+For each setup: start it (its sample request must be allowed), warm it up in closed
+loop, measure its saturation throughput in closed loop, then offer each fixed rate in
+open loop, lowest first. A rate above the setup's saturation throughput is skipped and
+says so: past saturation an open-loop queue grows for the whole run and h2load ends
+up at its in-flight cap, where it stops being open loop. A setup that cannot start
+(Cerbos without npm, say) is recorded as skipped with the reason; one that fails under
+load is recorded as failed; the others still run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.compare import cerbos
+from bench.compare.load import Measured, OpenLoopPlan, open_loop, saturate
+from bench.compare.pinning import Pinning
+from bench.compare.setups import HOST, PATH, SETUPS, Target, Workload
+from bench.decide import cpu_model
+from bench.load_h2load import H2loadError
+from bench.load_request import check_request
+from bench.load_run import LoadError
+from dev.authz_server import AuthzServerError
+from dev.bundle import BundleError, prepare
+from dev.envoy import EnvoyError, envoy_binary
+
+__all__ = ["Settings", "run"]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RATES = (250, 500, 1000, 2000, 4000)
+
+# A setup that hits one of these is recorded as skipped (could not start) or failed.
+_SETUP_ERRORS = (
+    LoadError,
+    H2loadError,
+    AuthzServerError,
+    EnvoyError,
+    cerbos.CerbosError,
+    grpc.RpcError,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What to run and how hard; validated on construction."""
+
+    setups: tuple[str, ...] = tuple(SETUPS)
+    rates: tuple[int, ...] = DEFAULT_RATES
+    duration_s: float = 10.0
+    saturation_s: float = 10.0
+    warmup_s: float = 2.0
+    clients: int = 8
+    streams: int = 4
+    cerbos_cache: Path = field(default_factory=lambda: Path.home() / ".cache/authz-bench/cerbos")
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.setups) - set(SETUPS))
+        if unknown or not self.setups:
+            raise ValueError(f"setups: unknown {unknown}; choose from {', '.join(SETUPS)}")
+        if any(rate < 1 for rate in self.rates):
+            raise ValueError("rates: every rate must be a positive number of requests/s")
+        if min(self.duration_s, self.saturation_s) <= 0 or self.warmup_s < 0:
+            raise ValueError("durations must be positive (warm-up may be 0)")
+        if min(self.clients, self.streams) < 1:
+            raise ValueError("clients and streams must be at least 1")
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings for the results file."""
+        return {
+            "setups": list(self.setups),
+            "rates": list(self.rates),
+            "duration_s": self.duration_s,
+            "saturation_s": self.saturation_s,
+            "warmup_s": self.warmup_s,
+            "saturation_load": {"clients": self.clients, "streams": self.streams},
+        }
+
+
+def _version(argv: list[str]) -> str:
+    """The first line a ``--version`` prints."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def machine(h2load: str) -> dict[str, Any]:
+    """CPU, cores, load and the versions of everything measured."""
+    envoy = _version([envoy_binary(), "--version"]).rsplit("version: ", 1)[-1]
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "grpcio": importlib.metadata.version("grpcio"),
+        "protobuf": importlib.metadata.version("protobuf"),
+        "envoy": envoy.split("/")[1] if "/" in envoy else envoy,
+        "envoy_build": envoy,
+        "h2load": _version([h2load, "--version"]),
+    }
+
+
+def workload(work: Path, cerbos_cache: Path) -> Workload:
+    """A scratch bundle trusting a fresh key, a vendor-staff token and its CheckRequest."""
+    bundle = prepare(ROOT / "policies", work / "bundle", work / "bench-key.pem")
+    token = bundle.token("alice", roles=("vendor:staff",), tenant="acme")
+    request = check_request(HOST, PATH, token).SerializeToString()
+    return Workload(bundle, token, request, work, cerbos_cache)
+
+
+@dataclass(frozen=True, slots=True)
+class _Runner:
+    settings: Settings
+    h2load: str
+    pinning: Pinning
+    work: Path
+    say: Callable[[str], None]
+
+    def measure(self, name: str, target: Target) -> dict[str, Any]:
+        prefix, log = self.pinning.load_prefix(), self.work / f"h2load-{name}.tsv"
+        s = self.settings
+        request = target.request
+        if s.warmup_s > 0:
+            saturate(prefix, self.h2load, request, s.warmup_s, s.clients, s.streams, log)
+        top = saturate(prefix, self.h2load, request, s.saturation_s, s.clients, s.streams, log)
+        self.say(f"  saturation: {top.achieved_rps:,.0f} req/s")
+        rates: list[dict[str, Any]] = []
+        for rate in sorted(s.rates):
+            plan = OpenLoopPlan.for_rate(rate, s.duration_s)
+            if plan.offered_rps > top.achieved_rps:
+                rates.append({"offered_rps": plan.offered_rps, "skipped": "above saturation"})
+                continue
+            measured: Measured = open_loop(prefix, self.h2load, request, plan, log)
+            self.say(f"  {plan.offered_rps:>5} req/s: p99 {measured.p99_ms:.2f} ms")
+            rates.append(measured.to_json())
+        return {"saturation": top.to_json(), "rates": rates, "versions": target.versions}
+
+    def setup(self, name: str, load: Workload) -> dict[str, Any]:
+        entry: dict[str, Any] = {"description": SETUPS[name].description}
+        self.say(f"{name}: {entry['description']}")
+        with ExitStack() as stack:
+            try:
+                target = stack.enter_context(SETUPS[name].start(load))
+            except _SETUP_ERRORS as exc:
+                self.say(f"  skipped: {exc}")
+                return {**entry, "status": "skipped", "reason": str(exc)}
+            try:
+                entry.update(status="ok", **self.measure(name, target))
+            except _SETUP_ERRORS as exc:
+                self.say(f"  failed: {exc}")
+                entry.update(status="failed", reason=str(exc))
+        return entry
+
+
+def run(
+    settings: Settings, h2load: str, pinning: Pinning, work: Path, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run every chosen setup; the results as JSON values (see bench/README.md)."""
+    started = datetime.now(UTC)
+    report: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine(h2load),  # before pinning: it counts the usable CPUs
+        "pinning": pinning.describe(),
+        "settings": settings.to_json(),
+        "load_generator": {
+            "closed_loop": "h2load -c/-m/-D",
+            "open_loop": "h2load --rps, staggered",
+        },
+    }
+    try:
+        load = workload(work, settings.cerbos_cache)
+    except BundleError as exc:
+        raise LoadError(f"cannot prepare the bundle: {exc}") from exc
+    pinning.pin_servers()
+    runner = _Runner(settings, h2load, pinning, work, say)
+    report["setups"] = setups = {name: runner.setup(name, load) for name in settings.setups}
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    ran_cerbos = setups.get("cerbos", {}).get("versions", {}).get("cerbos")
+    report["machine"]["cerbos"] = ran_cerbos or "not run"
+    return report
