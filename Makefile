@@ -1,10 +1,11 @@
 # Two commands: `make run` (Envoy + authz + demo upstream) and `make test`.
+# `make bench` compares authz with the alternatives; `make bench-decide` times decide().
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit proto bench clean
+.PHONY: run test lint typecheck unit proto bench bench-decide clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ proto: $(STAMP)
 	$(PY) proto/generate.py
 
 bench: $(STAMP)
+	$(PY) -m bench.compare $(BENCH_ARGS)
+
+bench-decide: $(STAMP)
 	$(PY) -m bench.decide
 
 clean:
