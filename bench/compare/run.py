@@ -1,12 +1,16 @@
-"""Running the comparison: every chosen setup, one after the other, under the same load.
+"""Running the comparison: every chosen setup under the same load, interleaved.
 
-For each setup: start it (its sample request must be allowed), warm it up in closed
-loop, measure its saturation throughput in closed loop, then offer each fixed rate in
-open loop, lowest first. A rate above the setup's saturation throughput is skipped and
-says so: past saturation an open-loop queue grows for the whole run and h2load ends
-up at its in-flight cap, where it stops being open loop. A setup that cannot start
-(Cerbos without npm, say) is recorded as skipped with the reason; one that fails under
-load is recorded as failed; the others still run.
+All setups are started first and left idle until their turn. Then each is warmed up
+and measured at saturation (closed loop), and each fixed rate is offered in open loop
+to every setup in turn before the next rate: on a shared, noisy machine, setups
+measured seconds apart see the same background, so they compare fairly. Every setup
+has answered one sample request as allowed before any load.
+
+A rate above a setup's saturation throughput is skipped and says so: past saturation
+an open-loop queue grows for the whole run and h2load ends up at its in-flight cap,
+where it stops being open loop. A setup that cannot start (Cerbos without npm, say)
+is recorded as skipped with the reason; one that fails under load is recorded as
+failed and drops out; the others go on.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import grpc
 
 from bench.compare import cerbos
-from bench.compare.load import Measured, OpenLoopPlan, open_loop, saturate
+from bench.compare.load import OpenLoopPlan, open_loop, saturate
 from bench.compare.pinning import Pinning
 from bench.compare.setups import HOST, PATH, SETUPS, Target, Workload
 from bench.decide import cpu_model
@@ -125,48 +129,68 @@ def workload(work: Path, cerbos_cache: Path) -> Workload:
     return Workload(bundle, token, request, work, cerbos_cache)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Runner:
+    """Runs interleaved: every setup at one load, then every setup at the next."""
+
     settings: Settings
     h2load: str
     pinning: Pinning
     work: Path
     say: Callable[[str], None]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
 
-    def measure(self, name: str, target: Target) -> dict[str, Any]:
-        prefix, log = self.pinning.load_prefix(), self.work / f"h2load-{name}.tsv"
-        s = self.settings
-        request = target.request
+    def start(self, stack: ExitStack, load: Workload) -> None:
+        """Start every setup (left idle until its turn); record those that cannot start."""
+        for name in self.settings.setups:
+            entry = self.entries[name] = {"description": SETUPS[name].description}
+            try:
+                self.targets[name] = stack.enter_context(SETUPS[name].start(load))
+            except _SETUP_ERRORS as exc:
+                self.say(f"{name}: skipped: {exc}")
+                entry.update(status="skipped", reason=str(exc))
+            else:
+                versions = self.targets[name].versions
+                entry.update(status="ok", versions=versions, rates=[])
+
+    def each(self, what: str, measure: Callable[[str, Target], None]) -> None:
+        """``measure`` every setup still running; a setup that fails drops out."""
+        for name, target in list(self.targets.items()):
+            try:
+                measure(name, target)
+            except _SETUP_ERRORS as exc:
+                self.say(f"{name}: failed at {what}: {exc}")
+                self.entries[name].update(status="failed", reason=f"{what}: {exc}")
+                del self.targets[name]
+
+    def saturation(self, name: str, target: Target) -> None:
+        s, prefix = self.settings, self.pinning.load_prefix()
+        log = self.work / f"h2load-{name}.tsv"
         if s.warmup_s > 0:
-            saturate(prefix, self.h2load, request, s.warmup_s, s.clients, s.streams, log)
-        top = saturate(prefix, self.h2load, request, s.saturation_s, s.clients, s.streams, log)
-        self.say(f"  saturation: {top.achieved_rps:,.0f} req/s")
-        rates: list[dict[str, Any]] = []
-        for rate in sorted(s.rates):
-            plan = OpenLoopPlan.for_rate(rate, s.duration_s)
-            if plan.offered_rps > top.achieved_rps:
-                rates.append({"offered_rps": plan.offered_rps, "skipped": "above saturation"})
-                continue
-            measured: Measured = open_loop(prefix, self.h2load, request, plan, log)
-            self.say(f"  {plan.offered_rps:>5} req/s: p99 {measured.p99_ms:.2f} ms")
-            rates.append(measured.to_json())
-        return {"saturation": top.to_json(), "rates": rates, "versions": target.versions}
+            saturate(prefix, self.h2load, target.request, s.warmup_s, s.clients, s.streams, log)
+        top = saturate(
+            prefix, self.h2load, target.request, s.saturation_s, s.clients, s.streams, log
+        )
+        self.say(f"{name}: saturation {top.achieved_rps:,.0f} req/s")
+        self.entries[name]["saturation"] = top.to_json()
 
-    def setup(self, name: str, load: Workload) -> dict[str, Any]:
-        entry: dict[str, Any] = {"description": SETUPS[name].description}
-        self.say(f"{name}: {entry['description']}")
-        with ExitStack() as stack:
-            try:
-                target = stack.enter_context(SETUPS[name].start(load))
-            except _SETUP_ERRORS as exc:
-                self.say(f"  skipped: {exc}")
-                return {**entry, "status": "skipped", "reason": str(exc)}
-            try:
-                entry.update(status="ok", **self.measure(name, target))
-            except _SETUP_ERRORS as exc:
-                self.say(f"  failed: {exc}")
-                entry.update(status="failed", reason=str(exc))
-        return entry
+    def rate(self, rate: int) -> Callable[[str, Target], None]:
+        plan = OpenLoopPlan.for_rate(rate, self.settings.duration_s)
+
+        def measure(name: str, target: Target) -> None:
+            entry = self.entries[name]
+            if plan.offered_rps > entry["saturation"]["achieved_rps"]:
+                entry["rates"].append(
+                    {"offered_rps": plan.offered_rps, "skipped": "above saturation"}
+                )
+                return
+            log = self.work / f"h2load-{name}.tsv"
+            measured = open_loop(self.pinning.load_prefix(), self.h2load, target.request, plan, log)
+            self.say(f"{name}: {plan.offered_rps} req/s, p99 {measured.p99_ms:.2f} ms")
+            entry["rates"].append(measured.to_json())
+
+        return measure
 
 
 def run(
@@ -180,8 +204,9 @@ def run(
         "pinning": pinning.describe(),
         "settings": settings.to_json(),
         "load_generator": {
-            "closed_loop": "h2load -c/-m/-D",
-            "open_loop": "h2load --rps, staggered",
+            "saturation": "h2load, closed loop: clients x streams for saturation_s",
+            "rates": "h2load --rps, open loop: one request per 1/rate over staggered connections",
+            "order": "interleaved: all setups at one load, then all at the next",
         },
     }
     try:
@@ -190,8 +215,13 @@ def run(
         raise LoadError(f"cannot prepare the bundle: {exc}") from exc
     pinning.pin_servers()
     runner = _Runner(settings, h2load, pinning, work, say)
-    report["setups"] = setups = {name: runner.setup(name, load) for name in settings.setups}
+    with ExitStack() as stack:
+        runner.start(stack, load)
+        runner.each("saturation", runner.saturation)
+        for rate in sorted(settings.rates):
+            runner.each(f"{rate} req/s", runner.rate(rate))
+    report["setups"] = runner.entries
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    ran_cerbos = setups.get("cerbos", {}).get("versions", {}).get("cerbos")
+    ran_cerbos = runner.entries.get("cerbos", {}).get("versions", {}).get("cerbos")
     report["machine"]["cerbos"] = ran_cerbos or "not run"
     return report
