@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from bench.compare.run import workload
+from bench.compare.run import Settings, workload
 from bench.compare.setups import Workload
 
 
@@ -14,4 +12,4 @@ from bench.compare.setups import Workload
 def load(tmp_path_factory: pytest.TempPathFactory) -> Workload:
     """The benchmark's workload, as ``python -m bench.compare`` prepares it."""
     work = tmp_path_factory.mktemp("compare")
-    return workload(work, Path.home() / ".cache/authz-bench/cerbos")
+    return workload(work, Settings().cerbos_cache)
