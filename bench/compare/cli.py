@@ -19,7 +19,7 @@ from bench.load_run import LoadError
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-QUICK = {"duration": 2.0, "saturation": 2.0, "warm_up": 0.5, "rates": "500,1000"}
+QUICK = {"duration": 2.0, "saturation": 2.0, "warm_up": 0.5, "rates": "500,1000", "rounds": 1}
 
 
 def _rates(text: str) -> tuple[int, ...]:
@@ -38,12 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     setups = ", ".join(SETUPS)
     parser.add_argument("--only", type=_names, help=f"comma-separated setups ({setups})")
     parser.add_argument("--rates", type=_rates, help="offered rates, req/s (250,...,4000)")
-    parser.add_argument("--duration", type=float, help="seconds per rate (10)")
+    parser.add_argument("--duration", type=float, help="seconds per rate and round (5)")
+    parser.add_argument("--rounds", type=int, help="rounds over all rates (3); rows are medians")
     parser.add_argument("--saturation", type=float, help="seconds of saturation run (10)")
     parser.add_argument("--warm-up", type=float, help="seconds of warm-up per setup (2)")
     parser.add_argument("--clients", type=int, default=8, help="saturation connections (8)")
     parser.add_argument("--streams", type=int, default=4, help="streams per connection (4)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s runs at 500,1000")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 round of 2 s at 500,1000"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--out", type=Path, help="results JSON (bench/results/compare-*.json)")
     parser.add_argument("--plot", type=Path, help="p99 plot PNG (next to the JSON)")
@@ -60,6 +63,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "saturation_s": args.saturation or quick.get("saturation"),
         "warmup_s": args.warm_up if args.warm_up is not None else quick.get("warm_up"),
         "rates": args.rates or (_rates(quick["rates"]) if quick else DEFAULT_RATES),
+        "rounds": args.rounds or quick.get("rounds"),
         "setups": args.only,
         "cerbos_cache": args.cerbos_cache,
     }

@@ -22,13 +22,15 @@ the cap h2load would wait for answers: a closed loop that hides queueing).
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.load_h2load import LoadResult, LogLine, execute, percentile, read_log
 
-__all__ = ["Measured", "OpenLoopPlan", "Request", "open_loop", "saturate"]
+__all__ = ["Measured", "OpenLoopPlan", "Request", "combined", "open_loop", "saturate"]
 
 PER_CONNECTION_RPS = 100  # h2load's rps timer ticks at most every 10 ms
 STREAMS_PER_CONNECTION = 256  # the open-loop in-flight cap, per connection
@@ -147,6 +149,36 @@ class Measured:
             "in_flight_cap": self.in_flight_cap,
             "stayed_open_loop": self.stayed_open_loop,
         }
+
+
+def combined(rounds: Sequence[Measured]) -> dict[str, Any]:
+    """Rounds at one rate as one row: medians of rates and percentiles, totals of counts.
+
+    The median of each round's percentile keeps one round hit by a burst of background
+    work on a shared machine from deciding the row; every round stays in ``rounds``.
+    """
+    if not rounds:
+        raise ValueError("combined: no rounds")
+
+    def median(values: Sequence[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    open_loop = [run.stayed_open_loop for run in rounds]
+    return {
+        "offered_rps": rounds[0].offered_rps,
+        "achieved_rps": median([run.achieved_rps for run in rounds]),
+        "completed": sum(run.completed for run in rounds),
+        "errors": sum(run.errors for run in rounds),
+        "payload_ok": all(run.payload_ok for run in rounds),
+        "p50_ms": median([run.p50_ms for run in rounds]),
+        "p99_ms": median([run.p99_ms for run in rounds]),
+        "p999_ms": median([run.p999_ms for run in rounds]),
+        "sent_rps": median([run.sent_rps for run in rounds]),
+        "max_in_flight": max(run.max_in_flight for run in rounds),
+        "in_flight_cap": rounds[0].in_flight_cap,
+        "stayed_open_loop": None if None in open_loop else all(open_loop),
+        "rounds": [run.to_json() for run in rounds],
+    }
 
 
 def _max_in_flight(log: tuple[LogLine, ...]) -> int:

@@ -1,16 +1,17 @@
 """Running the comparison: every chosen setup under the same load, interleaved.
 
 All setups are started first and left idle until their turn. Then each is warmed up
-and measured at saturation (closed loop), and each fixed rate is offered in open loop
-to every setup in turn before the next rate: on a shared, noisy machine, setups
-measured seconds apart see the same background, so they compare fairly. Every setup
-has answered one sample request as allowed before any load.
+and measured at saturation (closed loop); then, round after round, each fixed rate is
+offered in open loop to every setup in turn before the next rate. On a shared, noisy
+machine, setups measured seconds apart see the same background, and a row is the
+median of its rounds, so one burst of background work does not decide it. Every
+setup has answered one sample request as allowed before any load.
 
-A rate above a setup's saturation throughput is skipped and says so: past saturation
-an open-loop queue grows for the whole run and h2load ends up at its in-flight cap,
-where it stops being open loop. A setup that cannot start (Cerbos without npm, say)
-is recorded as skipped with the reason; one that fails under load is recorded as
-failed and drops out; the others go on.
+A rate more than :data:`SATURATION_MARGIN` above a setup's saturation throughput is
+skipped and says so: past saturation an open-loop queue grows for the whole run and
+h2load ends up at its in-flight cap, where it stops being open loop. A setup that
+cannot start (Cerbos without npm, say) is recorded as skipped with the reason; one
+that fails under load is recorded as failed and drops out; the others go on.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import grpc
 
 from bench.compare import cerbos
-from bench.compare.load import OpenLoopPlan, open_loop, saturate
+from bench.compare.load import Measured, OpenLoopPlan, combined, open_loop, saturate
 from bench.compare.pinning import Pinning
 from bench.compare.setups import HOST, PATH, SETUPS, Target, Workload
 from bench.decide import cpu_model
@@ -44,6 +45,9 @@ __all__ = ["Settings", "run"]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RATES = (250, 500, 1000, 2000, 4000)
+# Rates up to this much above a setup's saturation throughput still run (saturation
+# is one closed-loop run on a noisy machine); rates beyond it are skipped.
+SATURATION_MARGIN = 1.2
 
 # A setup that hits one of these is recorded as skipped (could not start) or failed.
 _SETUP_ERRORS = (
@@ -63,7 +67,8 @@ class Settings:
 
     setups: tuple[str, ...] = tuple(SETUPS)
     rates: tuple[int, ...] = DEFAULT_RATES
-    duration_s: float = 10.0
+    rounds: int = 3
+    duration_s: float = 5.0
     saturation_s: float = 10.0
     warmup_s: float = 2.0
     clients: int = 8
@@ -78,14 +83,15 @@ class Settings:
             raise ValueError("rates: every rate must be a positive number of requests/s")
         if min(self.duration_s, self.saturation_s) <= 0 or self.warmup_s < 0:
             raise ValueError("durations must be positive (warm-up may be 0)")
-        if min(self.clients, self.streams) < 1:
-            raise ValueError("clients and streams must be at least 1")
+        if min(self.clients, self.streams, self.rounds) < 1:
+            raise ValueError("clients, streams and rounds must be at least 1")
 
     def to_json(self) -> dict[str, Any]:
         """The settings for the results file."""
         return {
             "setups": list(self.setups),
             "rates": list(self.rates),
+            "rounds": self.rounds,
             "duration_s": self.duration_s,
             "saturation_s": self.saturation_s,
             "warmup_s": self.warmup_s,
@@ -140,6 +146,7 @@ class _Runner:
     say: Callable[[str], None]
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
+    rounds: dict[tuple[str, int], list[Measured]] = field(default_factory=dict)
 
     def start(self, stack: ExitStack, load: Workload) -> None:
         """Start every setup (left idle until its turn); record those that cannot start."""
@@ -151,8 +158,7 @@ class _Runner:
                 self.say(f"{name}: skipped: {exc}")
                 entry.update(status="skipped", reason=str(exc))
             else:
-                versions = self.targets[name].versions
-                entry.update(status="ok", versions=versions, rates=[])
+                entry.update(status="ok", versions=self.targets[name].versions)
 
     def each(self, what: str, measure: Callable[[str, Target], None]) -> None:
         """``measure`` every setup still running; a setup that fails drops out."""
@@ -179,18 +185,29 @@ class _Runner:
         plan = OpenLoopPlan.for_rate(rate, self.settings.duration_s)
 
         def measure(name: str, target: Target) -> None:
-            entry = self.entries[name]
-            if plan.offered_rps > entry["saturation"]["achieved_rps"]:
-                entry["rates"].append(
-                    {"offered_rps": plan.offered_rps, "skipped": "above saturation"}
-                )
+            if (
+                plan.offered_rps
+                > SATURATION_MARGIN * self.entries[name]["saturation"]["achieved_rps"]
+            ):
                 return
             log = self.work / f"h2load-{name}.tsv"
             measured = open_loop(self.pinning.load_prefix(), self.h2load, target.request, plan, log)
             self.say(f"{name}: {plan.offered_rps} req/s, p99 {measured.p99_ms:.2f} ms")
-            entry["rates"].append(measured.to_json())
+            self.rounds.setdefault((name, rate), []).append(measured)
 
         return measure
+
+    def rows(self) -> None:
+        """One row per rate for every setup that ran: rounds combined, or skipped."""
+        for name, entry in self.entries.items():
+            if entry["status"] != "ok":
+                continue
+            entry["rates"] = []
+            for rate in sorted(self.settings.rates):
+                rounds = self.rounds.get((name, rate))
+                offered = OpenLoopPlan.for_rate(rate, self.settings.duration_s).offered_rps
+                skipped = {"offered_rps": offered, "skipped": "above saturation"}
+                entry["rates"].append(combined(rounds) if rounds else skipped)
 
 
 def run(
@@ -206,7 +223,7 @@ def run(
         "load_generator": {
             "saturation": "h2load, closed loop: clients x streams for saturation_s",
             "rates": "h2load --rps, open loop: one request per 1/rate over staggered connections",
-            "order": "interleaved: all setups at one load, then all at the next",
+            "order": "interleaved: all setups at one load, then all at the next; rounds",
         },
     }
     try:
@@ -218,8 +235,10 @@ def run(
     with ExitStack() as stack:
         runner.start(stack, load)
         runner.each("saturation", runner.saturation)
-        for rate in sorted(settings.rates):
-            runner.each(f"{rate} req/s", runner.rate(rate))
+        for round_number in range(1, settings.rounds + 1):
+            for rate in sorted(settings.rates):
+                runner.each(f"{rate} req/s, round {round_number}", runner.rate(rate))
+    runner.rows()
     report["setups"] = runner.entries
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     ran_cerbos = runner.entries.get("cerbos", {}).get("versions", {}).get("cerbos")

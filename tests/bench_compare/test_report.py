@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.compare.load import OpenLoopPlan
+from bench.compare.load import Measured, OpenLoopPlan, combined
 from bench.compare.report import headline_values, headlines, table
 from bench.compare.run import Settings
 
@@ -38,12 +38,37 @@ def test_a_plan_refuses_a_rate_below_one(rate: int) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"setups": ("nginx",)}, {"setups": ()}, {"rates": (0,)}, {"duration_s": 0}, {"streams": 0}],
-    ids=["unknown-setup", "no-setup", "zero-rate", "zero-duration", "zero-streams"],
+    [
+        {"setups": ("nginx",)},
+        {"setups": ()},
+        {"rates": (0,)},
+        {"duration_s": 0},
+        {"streams": 0},
+        {"rounds": 0},
+    ],
+    ids=["unknown-setup", "no-setup", "zero-rate", "zero-duration", "zero-streams", "no-rounds"],
 )
 def test_settings_refuse_nonsense(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Settings(**changes)
+
+
+def _measured(p99_ms: float, completed: int, in_flight: int) -> Measured:
+    return Measured(
+        offered_rps=500, achieved_rps=499.0, completed=completed, errors=0, payload_ok=True,
+        p50_ms=p99_ms / 4, p99_ms=p99_ms, p999_ms=p99_ms * 2, sent_rps=500.0,
+        max_in_flight=in_flight, in_flight_cap=1280,
+    )  # fmt: skip
+
+
+def test_rounds_combine_into_medians_of_percentiles_and_totals_of_counts() -> None:
+    # The middle round's p99 was hit by background work: the median ignores it.
+    rounds = [_measured(2.0, 2500, 4), _measured(90.0, 2500, 60), _measured(3.0, 2490, 5)]
+    row = combined(rounds)
+    assert (row["p50_ms"], row["p99_ms"], row["p999_ms"]) == (0.75, 3.0, 6.0)
+    assert (row["completed"], row["errors"], row["max_in_flight"]) == (7490, 0, 60)
+    assert row["stayed_open_loop"] is True
+    assert [one["p99_ms"] for one in row["rounds"]] == [2.0, 90.0, 3.0]
 
 
 def _run(rate: int, p99_ms: float) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Smoke test of ``python -m bench.compare``: the smallest real run of two local setups.
 
 The bare gRPC ceiling and ``authz serve`` need nothing from the network. Each gets a
-1 s saturation run and a 1 s open-loop run at 200 req/s under the real h2load; what is
+1 s saturation run and two 1 s open-loop rounds at 200 req/s under the real h2load; what is
 pinned is the shape of the results and that real answers were counted, never a time.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from bench.compare.cli import main
 from bench.load_h2load import H2loadError, ensure_h2load
 
-RUN_KEYS = {
+MEASURED_KEYS = {
     "offered_rps", "achieved_rps", "completed", "errors", "payload_ok", "p50_ms", "p99_ms",
     "p999_ms", "sent_rps", "max_in_flight", "in_flight_cap", "stayed_open_loop",
 }  # fmt: skip
@@ -35,7 +35,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     except H2loadError as exc:
         pytest.skip(f"h2load (Debian nghttp2-client) is not available: {exc}")
     out = tmp_path_factory.mktemp("compare-smoke") / "results.json"
-    argv = ["--only", "grpc-ceiling,authz", "--rates", "200", "--duration", "1"]
+    argv = ["--only", "grpc-ceiling,authz", "--rates", "200", "--duration", "1", "--rounds", "2"]
     argv += ["--saturation", "1", "--warm-up", "0", "--out", str(out)]
     printed = io.StringIO()
     with redirect_stdout(printed):
@@ -62,15 +62,19 @@ def test_each_setup_answered_every_request_allowed(run: Run, setup: str) -> None
     entry = run[1]["setups"][setup]
     assert entry["status"] == "ok", entry.get("reason")
     saturation, [rate] = entry["saturation"], entry["rates"]
-    assert set(saturation) == set(rate) == RUN_KEYS
-    for measured in (saturation, rate):
+    assert set(saturation) == MEASURED_KEYS
+    assert set(rate) == {*MEASURED_KEYS, "rounds"}
+    assert [set(one) for one in rate["rounds"]] == [MEASURED_KEYS, MEASURED_KEYS]
+    for measured in (saturation, rate, *rate["rounds"]):
         assert measured["completed"] > 0
         assert measured["errors"] == 0
         assert measured["payload_ok"] is True
         assert 0 < measured["p50_ms"] <= measured["p99_ms"] <= measured["p999_ms"]
     assert saturation["offered_rps"] is None and saturation["stayed_open_loop"] is None
     assert rate["offered_rps"] == 200
-    assert rate["completed"] == 200  # 2 connections x 100 req/s x 1 s, all answered
+    # Each round: 2 connections x 100 req/s x 1 s, all answered.
+    assert [one["completed"] for one in rate["rounds"]] == [200, 200]
+    assert rate["completed"] == 400
     assert rate["in_flight_cap"] == 2 * 256
     assert rate["stayed_open_loop"] is True
 
