@@ -109,7 +109,7 @@ class Measured:
     """One run: throughput, latency percentiles of good answers, errors, open-loop evidence.
 
     ``offered_rps`` is None for the closed-loop saturation run. ``errors`` counts
-    requests that failed or got a non-2xx status; ``payload_ok`` is False when the
+    requests that got no answer or a non-2xx status; ``payload_ok`` is False when the
     bytes received differ from ``completed`` good answers (a gRPC error or a deny
     arrives with status 200 but another size).
     """
@@ -213,7 +213,9 @@ def _measured(
         offered_rps=offered,
         achieved_rps=result.rps,
         completed=result.status_2xx,
-        errors=result.failed + (result.done - result.status_2xx),
+        # h2load's "failed" holds 4xx/5xx answers and requests that got no answer;
+        # its "succeeded" holds 2xx and 3xx.
+        errors=result.failed + (result.succeeded - result.status_2xx),
         payload_ok=result.data_bytes == result.status_2xx * request.ok_bytes,
         p50_ms=ms[0],
         p99_ms=ms[1],

@@ -62,18 +62,23 @@ class Setup:
     start: StartSetup
 
 
-def _grpc_request(workload: Workload, port: int, message: bytes, response_bytes: int) -> Request:
-    body = workload.work / f"request-{port}.grpc"
+def _grpc_request(
+    workload: Workload, target: str, method: str, message: bytes, response_bytes: int
+) -> Request:
+    """A gRPC call of ``method`` at ``target`` (host:port) for h2load: a POST of ``message``."""
+    body = workload.work / f"request-{target.replace(':', '-')}.grpc"
     body.write_bytes(frame(message))
-    url = f"http://{LOOPBACK}:{port}{CHECK_METHOD}"
-    return Request(url, GRPC_HEADERS, body, 5 + response_bytes)
+    return Request(f"http://{target}{method}", GRPC_HEADERS, body, 5 + response_bytes)
 
 
 @contextmanager
 def _ceiling(workload: Workload) -> Iterator[Target]:
     with ceiling_server(workload.work) as port:
         size = sample_call(port, workload.check_request)
-        yield Target(_grpc_request(workload, port, workload.check_request, size), {})
+        target = f"{LOOPBACK}:{port}"
+        yield Target(
+            _grpc_request(workload, target, CHECK_METHOD, workload.check_request, size), {}
+        )
 
 
 @contextmanager
@@ -92,7 +97,8 @@ def _authz(workload: Workload) -> Iterator[AuthzServer]:
 def _authz_direct(workload: Workload) -> Iterator[Target]:
     with _authz(workload) as server:
         size = sample_call(server.port, workload.check_request)
-        yield Target(_grpc_request(workload, server.port, workload.check_request, size), {})
+        request = _grpc_request(workload, server.target, CHECK_METHOD, workload.check_request, size)
+        yield Target(request, {})
 
 
 def _http_headers(token: str) -> dict[str, str]:
@@ -153,10 +159,8 @@ def _cerbos(workload: Workload) -> Iterator[Target]:
         effect, size = cerbos.decide(server.target, message)
         if effect != "EFFECT_ALLOW":
             raise LoadError(f"cerbos sample CheckResources was {effect}, not EFFECT_ALLOW")
-        body = workload.work / "request-cerbos.grpc"
-        body.write_bytes(frame(message))
-        url = f"http://{server.target}{cerbos.CHECK_METHOD}"
-        yield Target(Request(url, GRPC_HEADERS, body, 5 + size), {"cerbos": server.version})
+        request = _grpc_request(workload, server.target, cerbos.CHECK_METHOD, message, size)
+        yield Target(request, {"cerbos": server.version})
 
 
 SETUPS: dict[str, Setup] = {
