@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.compare import pinning, report
-from bench.compare.run import DEFAULT_RATES, Settings, run
+from bench.compare.run import Settings, run
 from bench.compare.setups import SETUPS
 from bench.load_h2load import H2loadError, ensure_h2load
 from bench.load_run import LoadError
 
-__all__ = ["main"]
+__all__ = ["main", "make_parser", "settings_from"]
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-QUICK = {"duration": 2.0, "saturation": 2.0, "warm_up": 0.5, "rates": "500,1000", "rounds": 1}
+QUICK = {"duration": 2.0, "saturation": 2.0, "warm_up": 0.5, "rates": (500, 1000), "rounds": 1}
 
 
 def _rates(text: str) -> tuple[int, ...]:
@@ -33,7 +33,8 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line flags."""
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     setups = ", ".join(SETUPS)
     parser.add_argument("--only", type=_names, help=f"comma-separated setups ({setups})")
@@ -58,12 +59,16 @@ def _parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     """Flags over --quick over the defaults; raises ValueError on nonsense."""
     quick: dict[str, Any] = QUICK if args.quick else {}
+
+    def pick(flag: object, key: str) -> object:
+        return flag if flag is not None else quick.get(key)
+
     chosen = {
-        "duration_s": args.duration or quick.get("duration"),
-        "saturation_s": args.saturation or quick.get("saturation"),
-        "warmup_s": args.warm_up if args.warm_up is not None else quick.get("warm_up"),
-        "rates": args.rates or (_rates(quick["rates"]) if quick else DEFAULT_RATES),
-        "rounds": args.rounds or quick.get("rounds"),
+        "duration_s": pick(args.duration, "duration"),
+        "saturation_s": pick(args.saturation, "saturation"),
+        "warmup_s": pick(args.warm_up, "warm_up"),
+        "rates": pick(args.rates, "rates"),
+        "rounds": pick(args.rounds, "rounds"),
         "setups": args.only,
         "cerbos_cache": args.cerbos_cache,
     }
@@ -85,7 +90,7 @@ def _write(results: dict[str, Any], out: Path, plot_path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison, print the table and headlines, write JSON and PNG."""
-    parser = _parser()
+    parser = make_parser()
     args = parser.parse_args(argv)
     try:
         settings = settings_from(args)

@@ -79,8 +79,8 @@ class Settings:
         unknown = sorted(set(self.setups) - set(SETUPS))
         if unknown or not self.setups:
             raise ValueError(f"setups: unknown {unknown}; choose from {', '.join(SETUPS)}")
-        if any(rate < 1 for rate in self.rates):
-            raise ValueError("rates: every rate must be a positive number of requests/s")
+        if not self.rates or any(rate < 1 for rate in self.rates):
+            raise ValueError("rates: give positive numbers of requests per second")
         if min(self.duration_s, self.saturation_s) <= 0 or self.warmup_s < 0:
             raise ValueError("durations must be positive (warm-up may be 0)")
         if min(self.clients, self.streams, self.rounds) < 1:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bench.compare.cli import make_parser, settings_from
 from bench.compare.load import Measured, OpenLoopPlan, combined
 from bench.compare.report import headline_values, headlines, table
 from bench.compare.run import Settings
@@ -51,6 +52,16 @@ def test_a_plan_refuses_a_rate_below_one(rate: int) -> None:
 def test_settings_refuse_nonsense(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Settings(**changes)
+
+
+def test_quick_is_one_short_round_and_flags_override_it() -> None:
+    quick = settings_from(make_parser().parse_args(["--quick"]))
+    assert (quick.rounds, quick.rates, quick.duration_s) == (1, (500, 1000), 2.0)
+    given = settings_from(make_parser().parse_args(["--quick", "--rates", "300", "--rounds", "2"]))
+    assert (given.rounds, given.rates, given.duration_s) == (2, (300,), 2.0)
+    assert settings_from(make_parser().parse_args([])) == Settings()
+    with pytest.raises(ValueError):
+        settings_from(make_parser().parse_args(["--duration", "0"]))
 
 
 def _measured(p99_ms: float, completed: int, in_flight: int) -> Measured:
