@@ -15,6 +15,12 @@ ENVOY, ENVOY_AUTHZ, AUTHZ, CERBOS = "envoy", "envoy-authz", "authz", "cerbos"
 HEADLINE_RATE = 1000
 
 
+def _spread(run: dict[str, Any]) -> str:
+    """The lowest and highest p99 of a row's rounds: how much the background moved it."""
+    p99s = [one["p99_ms"] for one in run.get("rounds", ())]
+    return f"{min(p99s):.1f}-{max(p99s):.1f}" if len(p99s) > 1 else ""
+
+
 def _row(setup: str, label: str, run: dict[str, Any]) -> str:
     if "skipped" in run:
         return f"{setup:<13} {label:>8} {'skipped: ' + run['skipped']:>38}"
@@ -25,7 +31,7 @@ def _row(setup: str, label: str, run: dict[str, Any]) -> str:
         notes.append("hit in-flight cap")
     return (
         f"{setup:<13} {label:>8} {run['achieved_rps']:>9,.0f} {run['p50_ms']:>8.2f} "
-        f"{run['p99_ms']:>8.2f} {run['p999_ms']:>8.2f} {run['errors']:>7} "
+        f"{run['p99_ms']:>8.2f} {_spread(run):>13} {run['p999_ms']:>8.2f} {run['errors']:>7} "
         f"{run.get('max_in_flight', ''):>6}  {', '.join(notes)}"
     ).rstrip()
 
@@ -34,7 +40,7 @@ def table(report: dict[str, Any]) -> str:
     """One row per setup and offered rate (``sat`` = closed-loop saturation)."""
     header = (
         f"{'setup':<13} {'offered':>8} {'achieved':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'p99.9 ms':>8} {'errors':>7} {'inflt':>6}"
+        f"{'p99 rounds':>13} {'p99.9 ms':>8} {'errors':>7} {'inflt':>6}"
     )
     rows = [header, "-" * len(header)]
     for name, setup in report["setups"].items():
