@@ -41,7 +41,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", type=_rates, help="offered rates, req/s (250,...,4000)")
     parser.add_argument("--duration", type=float, help="seconds per rate and round (5)")
     parser.add_argument("--rounds", type=int, help="rounds over all rates (3); rows are medians")
-    parser.add_argument("--saturation", type=float, help="seconds of saturation run (10)")
+    parser.add_argument("--saturation", type=float, help="seconds of saturation per round (5)")
     parser.add_argument("--warm-up", type=float, help="seconds of warm-up per setup (2)")
     parser.add_argument("--clients", type=int, default=8, help="saturation connections (8)")
     parser.add_argument("--streams", type=int, default=4, help="streams per connection (4)")

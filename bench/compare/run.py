@@ -1,13 +1,14 @@
 """Running the comparison: every chosen setup under the same load, interleaved.
 
-All setups are started first and left idle until their turn. Then each is warmed up
-and measured at saturation (closed loop); then, round after round, each fixed rate is
-offered in open loop to every setup in turn before the next rate. On a shared, noisy
-machine, setups measured seconds apart see the same background, and a row is the
-median of its rounds, so one burst of background work does not decide it. Every
-setup has answered one sample request as allowed before any load.
+All setups are started first and left idle until their turn, then warmed up. Round
+after round, each setup is measured at saturation (closed loop); then, round after
+round, each fixed rate is offered in open loop to every setup in turn before the
+next rate. On a shared, noisy machine, setups measured seconds apart see the same
+background, and every row is the median of its rounds, so one burst of background
+work does not decide it. Every setup has answered one sample request as allowed
+before any load.
 
-A rate more than :data:`SATURATION_MARGIN` above a setup's saturation throughput is
+A rate more than :data:`SATURATION_MARGIN` above a setup's best saturation round is
 skipped and says so: past saturation an open-loop queue grows for the whole run and
 h2load ends up at its in-flight cap, where it stops being open loop. A setup that
 cannot start (Cerbos without npm, say) is recorded as skipped with the reason; one
@@ -69,7 +70,7 @@ class Settings:
     rates: tuple[int, ...] = DEFAULT_RATES
     rounds: int = 3
     duration_s: float = 5.0
-    saturation_s: float = 10.0
+    saturation_s: float = 5.0
     warmup_s: float = 2.0
     clients: int = 8
     streams: int = 4
@@ -147,6 +148,7 @@ class _Runner:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     rounds: dict[tuple[str, int], list[Measured]] = field(default_factory=dict)
+    saturations: dict[str, list[Measured]] = field(default_factory=dict)
 
     def start(self, stack: ExitStack, load: Workload) -> None:
         """Start every setup (left idle until its turn); record those that cannot start."""
@@ -170,25 +172,27 @@ class _Runner:
                 self.entries[name].update(status="failed", reason=f"{what}: {exc}")
                 del self.targets[name]
 
-    def saturation(self, name: str, target: Target) -> None:
-        s, prefix = self.settings, self.pinning.load_prefix()
+    def _closed_loop(self, name: str, target: Target, duration_s: float) -> Measured:
+        s = self.settings
         log = self.work / f"h2load-{name}.tsv"
-        if s.warmup_s > 0:
-            saturate(prefix, self.h2load, target.request, s.warmup_s, s.clients, s.streams, log)
-        top = saturate(
-            prefix, self.h2load, target.request, s.saturation_s, s.clients, s.streams, log
-        )
+        prefix = self.pinning.load_prefix()
+        return saturate(prefix, self.h2load, target.request, duration_s, s.clients, s.streams, log)
+
+    def warm_up(self, name: str, target: Target) -> None:
+        if self.settings.warmup_s > 0:
+            self._closed_loop(name, target, self.settings.warmup_s)
+
+    def saturation(self, name: str, target: Target) -> None:
+        top = self._closed_loop(name, target, self.settings.saturation_s)
         self.say(f"{name}: saturation {top.achieved_rps:,.0f} req/s")
-        self.entries[name]["saturation"] = top.to_json()
+        self.saturations.setdefault(name, []).append(top)
 
     def rate(self, rate: int) -> Callable[[str, Target], None]:
         plan = OpenLoopPlan.for_rate(rate, self.settings.duration_s)
 
         def measure(name: str, target: Target) -> None:
-            if (
-                plan.offered_rps
-                > SATURATION_MARGIN * self.entries[name]["saturation"]["achieved_rps"]
-            ):
+            best = max(top.achieved_rps for top in self.saturations[name])
+            if plan.offered_rps > SATURATION_MARGIN * best:
                 return
             log = self.work / f"h2load-{name}.tsv"
             measured = open_loop(self.pinning.load_prefix(), self.h2load, target.request, plan, log)
@@ -198,10 +202,11 @@ class _Runner:
         return measure
 
     def rows(self) -> None:
-        """One row per rate for every setup that ran: rounds combined, or skipped."""
+        """Saturation and one row per rate for every setup that ran: rounds combined."""
         for name, entry in self.entries.items():
             if entry["status"] != "ok":
                 continue
+            entry["saturation"] = combined(self.saturations[name])
             entry["rates"] = []
             for rate in sorted(self.settings.rates):
                 rounds = self.rounds.get((name, rate))
@@ -221,7 +226,7 @@ def run(
         "pinning": pinning.describe(),
         "settings": settings.to_json(),
         "load_generator": {
-            "saturation": "h2load, closed loop: clients x streams for saturation_s",
+            "saturation": "h2load, closed loop: clients x streams, saturation_s per round",
             "rates": "h2load --rps, open loop: one request per 1/rate over staggered connections",
             "order": "interleaved: all setups at one load, then all at the next; rounds",
         },
@@ -234,7 +239,9 @@ def run(
     runner = _Runner(settings, h2load, pinning, work, say)
     with ExitStack() as stack:
         runner.start(stack, load)
-        runner.each("saturation", runner.saturation)
+        runner.each("warm-up", runner.warm_up)
+        for round_number in range(1, settings.rounds + 1):
+            runner.each(f"saturation, round {round_number}", runner.saturation)
         for round_number in range(1, settings.rounds + 1):
             for rate in sorted(settings.rates):
                 runner.each(f"{rate} req/s, round {round_number}", runner.rate(rate))
