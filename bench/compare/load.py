@@ -106,18 +106,23 @@ class OpenLoopPlan:
 
 @dataclass(frozen=True, slots=True)
 class Measured:
-    """One run: throughput, latency percentiles of good answers, errors, open-loop evidence.
+    """One run: throughput, latency percentiles, errors, open-loop evidence.
 
     ``offered_rps`` is None for the closed-loop saturation run. ``errors`` counts
-    requests that got no answer or a non-2xx status; ``payload_ok`` is False when the
-    bytes received differ from ``completed`` good answers (a gRPC error or a deny
-    arrives with status 200 but another size).
+    requests that got no answer, a non-2xx status, or a 2xx without a good answer's
+    body. The last kind is how gRPC fails: a trailers-only answer (``grpc-status``
+    CANCELLED when a Python gRPC server sheds a backlog, say) has HTTP status 200 and
+    no message, which h2load cannot see; such answers are counted from the bytes
+    received (``unexpected_answers``, exact when each carries no body). Their
+    latencies cannot be told apart and stay in the percentiles. ``payload_ok`` is
+    False whenever the bytes received differ from the 2xx answers' good size.
     """
 
     offered_rps: int | None
     achieved_rps: float
     completed: int
     errors: int
+    unexpected_answers: int
     payload_ok: bool
     p50_ms: float
     p99_ms: float
@@ -140,6 +145,7 @@ class Measured:
             "achieved_rps": round(self.achieved_rps, 1),
             "completed": self.completed,
             "errors": self.errors,
+            "unexpected_answers": self.unexpected_answers,
             "payload_ok": self.payload_ok,
             "p50_ms": round(self.p50_ms, 3),
             "p99_ms": round(self.p99_ms, 3),
@@ -169,6 +175,7 @@ def combined(rounds: Sequence[Measured]) -> dict[str, Any]:
         "achieved_rps": median([run.achieved_rps for run in rounds]),
         "completed": sum(run.completed for run in rounds),
         "errors": sum(run.errors for run in rounds),
+        "unexpected_answers": sum(run.unexpected_answers for run in rounds),
         "payload_ok": all(run.payload_ok for run in rounds),
         "p50_ms": median([run.p50_ms for run in rounds]),
         "p99_ms": median([run.p99_ms for run in rounds]),
@@ -209,14 +216,18 @@ def _measured(
     cap: int | None,
 ) -> Measured:
     ms = [percentile(result.latencies_us, pct) / 1000 for pct in (50, 99, 99.9)]
+    expected_bytes = result.status_2xx * request.ok_bytes
+    missing_bytes = max(0, expected_bytes - result.data_bytes)
+    unexpected = -(-missing_bytes // request.ok_bytes) if request.ok_bytes else 0
     return Measured(
         offered_rps=offered,
         achieved_rps=result.rps,
-        completed=result.status_2xx,
+        completed=result.status_2xx - unexpected,
         # h2load's "failed" holds 4xx/5xx answers and requests that got no answer;
         # its "succeeded" holds 2xx and 3xx.
-        errors=result.failed + (result.succeeded - result.status_2xx),
-        payload_ok=result.data_bytes == result.status_2xx * request.ok_bytes,
+        errors=result.failed + (result.succeeded - result.status_2xx) + unexpected,
+        unexpected_answers=unexpected,
+        payload_ok=result.data_bytes == expected_bytes,
         p50_ms=ms[0],
         p99_ms=ms[1],
         p999_ms=ms[2],

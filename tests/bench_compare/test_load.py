@@ -1,4 +1,4 @@
-"""The open-loop runner against a real Envoy: good answers and refusals each counted once."""
+"""The open-loop runner against real servers: good answers, refusals and gRPC errors counted."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from bench.compare.load import OpenLoopPlan, Request, open_loop
 from bench.compare.setups import SETUPS, Workload
 from bench.load_h2load import H2loadError, ensure_h2load
+from bench.load_request import frame
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +44,23 @@ def test_refused_requests_are_errors_counted_once(
     refused = dataclasses.replace(rbac, headers=anonymous)
     measured = open_loop([], h2load, refused, plan, tmp_path / "log.tsv")
     assert (measured.completed, measured.errors) == (0, 100)
+
+
+@pytest.fixture(scope="module")
+def authz(load: Workload) -> Iterator[Request]:
+    """The CheckRequest the benchmark sends to ``authz serve``, with the server running."""
+    with SETUPS["authz"].start(load) as target:
+        yield target.request
+
+
+def test_grpc_errors_are_errors_though_http_says_200(
+    h2load: str, authz: Request, tmp_path: Path
+) -> None:
+    # Not a protobuf message: the server fails the call with a trailers-only gRPC error.
+    garbage = tmp_path / "garbage.grpc"
+    garbage.write_bytes(frame(b"\xff\xff\xff\xff"))
+    plan = OpenLoopPlan.for_rate(100, duration_s=1)
+    broken = dataclasses.replace(authz, body=garbage)
+    measured = open_loop([], h2load, broken, plan, tmp_path / "log.tsv")
+    assert (measured.completed, measured.errors, measured.unexpected_answers) == (0, 100, 100)
+    assert measured.payload_ok is False

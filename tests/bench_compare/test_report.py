@@ -66,7 +66,8 @@ def test_quick_is_one_short_round_and_flags_override_it() -> None:
 
 def _measured(p99_ms: float, completed: int, in_flight: int) -> Measured:
     return Measured(
-        offered_rps=500, achieved_rps=499.0, completed=completed, errors=0, payload_ok=True,
+        offered_rps=500, achieved_rps=499.0, completed=completed, errors=0,
+        unexpected_answers=0, payload_ok=True,
         p50_ms=p99_ms / 4, p99_ms=p99_ms, p999_ms=p99_ms * 2, sent_rps=500.0,
         max_in_flight=in_flight, in_flight_cap=1280,
     )  # fmt: skip
@@ -85,7 +86,8 @@ def test_rounds_combine_into_medians_of_percentiles_and_totals_of_counts() -> No
 def _run(rate: int, p99_ms: float) -> dict[str, Any]:
     return {
         "offered_rps": rate, "achieved_rps": float(rate), "completed": rate, "errors": 0,
-        "payload_ok": True, "p50_ms": p99_ms / 2, "p99_ms": p99_ms, "p999_ms": p99_ms * 2,
+        "unexpected_answers": 0, "payload_ok": True, "p50_ms": p99_ms / 2, "p99_ms": p99_ms,
+        "p999_ms": p99_ms * 2,
         "sent_rps": float(rate), "max_in_flight": 3, "in_flight_cap": 512,
         "stayed_open_loop": True,
     }  # fmt: skip

@@ -20,8 +20,9 @@ from bench.compare.cli import main
 from bench.load_h2load import H2loadError, ensure_h2load
 
 MEASURED_KEYS = {
-    "offered_rps", "achieved_rps", "completed", "errors", "payload_ok", "p50_ms", "p99_ms",
-    "p999_ms", "sent_rps", "max_in_flight", "in_flight_cap", "stayed_open_loop",
+    "offered_rps", "achieved_rps", "completed", "errors", "unexpected_answers", "payload_ok",
+    "p50_ms", "p99_ms", "p999_ms", "sent_rps", "max_in_flight", "in_flight_cap",
+    "stayed_open_loop",
 }  # fmt: skip
 MACHINE_KEYS = {"cpu_model", "cpu_count", "python", "grpcio", "envoy", "cerbos", "h2load"}
 
@@ -68,7 +69,7 @@ def test_each_setup_answered_every_request_allowed(run: Run, setup: str) -> None
         assert [set(one) for one in row["rounds"]] == [MEASURED_KEYS, MEASURED_KEYS]
     for measured in (saturation, rate, *saturation["rounds"], *rate["rounds"]):
         assert measured["completed"] > 0
-        assert measured["errors"] == 0
+        assert measured["errors"] == measured["unexpected_answers"] == 0
         assert measured["payload_ok"] is True
         assert 0 < measured["p50_ms"] <= measured["p99_ms"] <= measured["p999_ms"]
     assert saturation["offered_rps"] is None and saturation["stayed_open_loop"] is None
