@@ -187,7 +187,7 @@ def run(
         "--log-file", str(log_file),
     ]  # fmt: skip
     if spec.duration_s is not None:
-        argv += ["-D", f"{spec.duration_s:g}"]
+        argv += ["-D", f"{round(spec.duration_s * 1000)}ms"]  # h2load wants whole units
     else:
         argv += ["-n", str(spec.requests)]
     return execute(argv, log_file, timeout_s)
