@@ -1,10 +1,11 @@
 # Two commands: `make run` (Envoy + authz + demo upstream) and `make test`.
+# `make bench` compares authz with the alternatives; `make bench-decide` times decide().
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit promtool proto bench deploy-bundle clean
+.PHONY: run test lint typecheck unit promtool proto bench bench-decide deploy-bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ proto: $(STAMP)
 	$(PY) proto/generate.py
 
 bench: $(STAMP)
+	$(PY) -m bench.compare $(BENCH_ARGS)
+
+bench-decide: $(STAMP)
 	$(PY) -m bench.decide
 	$(PY) -m bench.tokens
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.load_h2load import LoadResult, LoadSpec, ensure_h2load
 from bench.load_request import check_request, frame
-from bench.load_run import HOST, PATH, ROOT, LoadError, Target, _measure, _sample_call
+from bench.load_run import HOST, PATH, ROOT, LoadError, Target, _measure, sample_call
 from dev.authz_server import AuthzServer
 from dev.bundle import prepare
 from dev.ports import free_port
@@ -67,7 +67,7 @@ def run(spec: LoadSpec, rounds: int, warmup_s: float, work: Path) -> dict[str, l
         for mode in MODES:
             with _server(bundle.path, mode, work, number) as (server, log):
                 target = Target(
-                    mode, server.port, _sample_call(server.port, request.SerializeToString())
+                    mode, server.port, sample_call(server.port, request.SerializeToString())
                 )
                 result = _measure(h2load, target, body, spec, warmup_s, work)
             results[mode].append(result)

@@ -40,7 +40,16 @@ from bench.bundles import KINDS, Minter, Probe, Workload
 from bench.decide_report import EDGE_STAGES, MIX, P99_TARGET_US, RATIO_TARGET, render
 from bench.timing import Quietness, round_sizes, stats
 
-__all__ = ["Bench", "BenchError", "Settings", "main", "prepare", "render", "run", "verify"]
+__all__ = [
+    "Bench",
+    "BenchError",
+    "Settings",
+    "main",
+    "prepare",
+    "render",
+    "run",
+    "verify",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 _EDGE_KINDS = ("vendor_staff_allowed", "missing_token")

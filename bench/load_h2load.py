@@ -17,7 +17,17 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["H2loadError", "LoadResult", "LoadSpec", "ensure_h2load", "percentile", "run"]
+__all__ = [
+    "H2loadError",
+    "LoadResult",
+    "LoadSpec",
+    "LogLine",
+    "ensure_h2load",
+    "execute",
+    "percentile",
+    "read_log",
+    "run",
+]
 
 
 class H2loadError(RuntimeError):
@@ -110,6 +120,27 @@ _SUMMARY = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One request in h2load's ``--log-file``: when it was sent, its status, its latency.
+
+    ``status`` is -1 for a request that failed without a response.
+    """
+
+    start_us: int
+    status: int
+    elapsed_us: int
+
+
+def read_log(log_file: Path) -> tuple[LogLine, ...]:
+    """Every line of an h2load ``--log-file``, in file order (the order requests ended)."""
+    lines = []
+    for line in log_file.read_text().splitlines():
+        start, code, elapsed = line.split("\t")[:3]
+        lines.append(LogLine(int(start), int(code), int(elapsed)))
+    return tuple(lines)
+
+
 def _parse(stdout: str, log_file: Path) -> LoadResult:
     found = {name: pattern.search(stdout) for name, pattern in _SUMMARY.items()}
     missing = [name for name, match in found.items() if match is None]
@@ -117,11 +148,7 @@ def _parse(stdout: str, log_file: Path) -> LoadResult:
         raise H2loadError(f"cannot read h2load output ({', '.join(missing)}):\n{stdout}")
     rps, requests, status, data = (found[name] for name in ("rps", "requests", "status", "data"))
     assert rps and requests and status and data  # for mypy: checked just above
-    latencies = []
-    for line in log_file.read_text().splitlines():
-        _start, code, elapsed = line.split("\t")[:3]
-        if code.startswith("2"):
-            latencies.append(int(elapsed))
+    latencies = [line.elapsed_us for line in read_log(log_file) if 200 <= line.status < 300]
     return LoadResult(
         done=int(requests[1]),
         succeeded=int(requests[2]),
@@ -133,7 +160,26 @@ def _parse(stdout: str, log_file: Path) -> LoadResult:
     )
 
 
-def run(h2load: str, url: str, body: Path, spec: LoadSpec, log_file: Path) -> LoadResult:
+def execute(argv: list[str], log_file: Path, timeout_s: float) -> LoadResult:
+    """Run an h2load command line that writes ``--log-file log_file``; its result.
+
+    ``timeout_s`` bounds the run: h2load can hang when a server stops answering or
+    closes connections under it, and a benchmark must end by itself.
+    """
+    log_file.unlink(missing_ok=True)  # h2load would append to an old one
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise H2loadError(f"h2load did not finish within {timeout_s:g}s") from exc
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip()
+        raise H2loadError(f"h2load exited {done.returncode}: {output}")
+    return _parse(done.stdout, log_file)
+
+
+def run(
+    h2load: str, url: str, body: Path, spec: LoadSpec, log_file: Path, timeout_s: float = 600
+) -> LoadResult:
     """Run h2load once against ``url`` POSTing ``body`` as a gRPC call."""
     argv = [
         h2load, url, "-d", str(body),
@@ -144,11 +190,7 @@ def run(h2load: str, url: str, body: Path, spec: LoadSpec, log_file: Path) -> Lo
     if spec.rps is not None:
         argv += ["--rps", str(spec.rps)]
     if spec.duration_s is not None:
-        argv += ["-D", f"{spec.duration_s:g}"]
+        argv += ["-D", f"{round(spec.duration_s * 1000)}ms"]  # h2load wants whole units
     else:
         argv += ["-n", str(spec.requests)]
-    log_file.unlink(missing_ok=True)  # h2load would append to an old one
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise H2loadError(f"h2load exited {done.returncode}: {done.stderr or done.stdout}")
-    return _parse(done.stdout, log_file)
+    return execute(argv, log_file, timeout_s)

@@ -33,7 +33,7 @@ from dev.authz_server import AuthzServer, AuthzServerError, health_status
 from dev.bundle import BundleError, prepare
 from dev.ports import LOOPBACK, free_port
 
-__all__ = ["main"]
+__all__ = ["LoadError", "ceiling_server", "main", "sample_call"]
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "api.shop.example.com"
@@ -53,7 +53,7 @@ class Target:
     response_bytes: int
 
 
-def _sample_call(port: int, request: bytes) -> int:
+def sample_call(port: int, request: bytes) -> int:
     """One real Check; returns the serialized response size, raises unless it is OK."""
     with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
         call: Callable[..., bytes] = channel.unary_unary(CHECK_METHOD)
@@ -103,7 +103,8 @@ def _ours(work: Path) -> Iterator[tuple[int, bytes]]:
 
 
 @contextmanager
-def _ceiling(work: Path) -> Iterator[int]:
+def ceiling_server(work: Path) -> Iterator[int]:
+    """Run :mod:`bench.load_ceiling` until the block ends; yields its port once SERVING."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.load_ceiling", "--listen", f"{LOOPBACK}:{port}"]
     with (work / "ceiling-server.log").open("ab") as log:
@@ -162,10 +163,10 @@ def _bench(spec: LoadSpec, warmup_s: float, work: Path) -> str:
     body = work / "check-request.grpc"
     with _ours(work) as (port, request):
         body.write_bytes(frame(request))
-        target = Target("authz", port, _sample_call(port, request))
+        target = Target("authz", port, sample_call(port, request))
         ours = _measure(h2load, target, body, spec, warmup_s, work)
-    with _ceiling(work) as port:
-        target = Target("ceiling", port, _sample_call(port, request))
+    with ceiling_server(work) as port:
+        target = Target("ceiling", port, sample_call(port, request))
         ceiling = _measure(h2load, target, body, spec, warmup_s, work)
     return _report(spec, ours, ceiling)
 

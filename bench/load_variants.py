@@ -36,7 +36,7 @@ import grpc
 
 from bench.load_h2load import H2loadError, LoadResult, LoadSpec, ensure_h2load
 from bench.load_request import check_request, frame
-from bench.load_run import HOST, PATH, ROOT, LoadError, Target, _measure, _sample_call
+from bench.load_run import HOST, PATH, ROOT, LoadError, Target, _measure, sample_call
 from dev import processes
 from dev.authz_server import health_status
 from dev.bundle import BundleError, prepare
@@ -105,7 +105,7 @@ def _round(
     results = []
     for variant in variants:
         with _serving(variant, work / "bundle", work / f"{variant.label}.log") as port:
-            target = Target(variant.label, port, _sample_call(port, request))
+            target = Target(variant.label, port, sample_call(port, request))
             results.append(_measure(h2load, target, body, spec, warmup_s, work))
     return results
 

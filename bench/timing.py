@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Quietness", "machine", "round_sizes", "stats"]
+__all__ = ["Quietness", "cpu_model", "machine", "round_sizes", "stats"]
 
 
 def stats(samples: Sequence[int]) -> dict[str, float]:
@@ -73,7 +73,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(affinity(0)) if affinity else os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "gc_enabled": gc.isenabled(),
@@ -81,7 +81,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:

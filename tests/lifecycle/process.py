@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -52,6 +55,7 @@ class Served:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: see __exit__
         )
         assert self.process.stderr is not None
         self.log = LogLines(self.process.stderr)
@@ -64,7 +68,10 @@ class Served:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.process.kill()
+        # The whole group: children (workers) that outlived a killed parent would
+        # otherwise hold the log pipe open and the reader would never finish.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=15)
         self.reader.join(timeout=5)
         assert self.process.stderr is not None

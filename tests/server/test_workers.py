@@ -33,6 +33,7 @@ CATALOG = check_request(path="/api/v1/catalog", host="api.shop.example.com")  # 
 WORKER_STARTED = re.compile(r"worker (\d) started \(pid (\d+)\)")
 ADMIN_ON = re.compile(r"admin API on 127\.0\.0\.1:(\d+)")
 OK, PERMISSION_DENIED = 0, 7  # google.rpc.Code
+SERVING_WORKER = re.compile(r"serving on .* state_dir=\S*worker-(\d+) ")
 FRESH = [("grpc.use_local_subchannel_pool", 1)]  # a new connection for every channel
 
 
@@ -47,8 +48,7 @@ class Workers:
             self.note_started()
         # The parent's admin API starts before it announces the port (Served reads that far).
         self.admin_port = int(next(m for m in map(ADMIN_ON.search, served.seen) if m).group(1))
-        for index in sorted(self.pids):
-            self.wait_serving(index)
+        self.wait_serving(*self.pids)
 
     def note_started(self, timeout: float = 15) -> int:
         """Wait for the next `worker K started (pid P)` line; record and return P."""
@@ -60,9 +60,12 @@ class Workers:
     def target(self) -> str:
         return f"127.0.0.1:{self.served.port}"
 
-    def wait_serving(self, index: int, timeout: float = 20) -> None:
-        """Until worker ``index`` logs that it serves Check."""
-        self.served.wait_for(re.compile(rf"serving on .* state_dir=\S*worker-{index} "), timeout)
+    def wait_serving(self, *indexes: int, timeout: float = 20) -> None:
+        """Until each worker in ``indexes`` has logged that it serves Check, in any order."""
+        waiting = set(indexes)
+        while waiting:
+            found = self.served.wait_for(SERVING_WORKER, timeout)
+            waiting.discard(int(found.group(1)))
 
     def admin(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         """One call to the parent's admin API."""

@@ -1,0 +1,48 @@
+"""Which CPU the load generator gets and which the servers get.
+
+On a machine with two or more usable CPUs the load generator is pinned to one
+(``taskset -c``) and every server to the others, so the two never take turns on the
+same core: a queue that builds up is then the server's, not the client's. The
+servers are pinned by pinning this process before it starts them; children inherit
+the affinity of the thread that forks them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+__all__ = ["Pinning", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """The load generator's CPU and the servers' CPUs; ``None`` when not pinned."""
+
+    load_cpu: int | None
+    server_cpus: frozenset[int] | None
+
+    def pin_servers(self) -> None:
+        """Pin the calling thread (and so every server it starts) to the server CPUs."""
+        if self.server_cpus is not None:
+            os.sched_setaffinity(0, self.server_cpus)
+
+    def load_prefix(self) -> list[str]:
+        """The command prefix that runs the load generator on its own CPU."""
+        if self.load_cpu is None:
+            return []
+        return ["taskset", "-c", str(self.load_cpu)]
+
+    def describe(self) -> dict[str, object]:
+        """The pinning for the results file."""
+        servers = None if self.server_cpus is None else sorted(self.server_cpus)
+        return {"load_cpu": self.load_cpu, "server_cpus": servers}
+
+
+def plan(enabled: bool = True) -> Pinning:
+    """Load generator on the lowest usable CPU, servers on the rest (if there are two)."""
+    usable = sorted(os.sched_getaffinity(0))
+    if not enabled or len(usable) < 2 or shutil.which("taskset") is None:
+        return Pinning(None, None)
+    return Pinning(usable[0], frozenset(usable[1:]))

@@ -1,0 +1,66 @@
+"""The open-loop runner against real servers: good answers, refusals and gRPC errors counted."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.compare.load import OpenLoopPlan, Request, open_loop
+from bench.compare.setups import SETUPS, Workload
+from bench.load_h2load import H2loadError, ensure_h2load
+from bench.load_request import frame
+
+
+@pytest.fixture(scope="module")
+def h2load() -> str:
+    try:
+        return ensure_h2load()
+    except H2loadError as exc:
+        pytest.skip(f"h2load (Debian nghttp2-client) is not available: {exc}")
+
+
+@pytest.fixture(scope="module")
+def rbac(load: Workload) -> Iterator[Request]:
+    """The request the benchmark sends to the RBAC Envoy, with that Envoy running."""
+    with SETUPS["envoy-rbac"].start(load) as target:
+        yield target.request
+
+
+def test_allowed_requests_are_completions(h2load: str, rbac: Request, tmp_path: Path) -> None:
+    plan = OpenLoopPlan.for_rate(100, duration_s=1)
+    measured = open_loop([], h2load, rbac, plan, tmp_path / "log.tsv")
+    assert (measured.completed, measured.errors, measured.payload_ok) == (100, 0, True)
+    assert measured.stayed_open_loop is True
+
+
+def test_refused_requests_are_errors_counted_once(
+    h2load: str, rbac: Request, tmp_path: Path
+) -> None:
+    anonymous = tuple(h for h in rbac.headers if not h.startswith("authorization:"))
+    plan = OpenLoopPlan.for_rate(100, duration_s=1)
+    refused = dataclasses.replace(rbac, headers=anonymous)
+    measured = open_loop([], h2load, refused, plan, tmp_path / "log.tsv")
+    assert (measured.completed, measured.errors) == (0, 100)
+
+
+@pytest.fixture(scope="module")
+def authz(load: Workload) -> Iterator[Request]:
+    """The CheckRequest the benchmark sends to ``authz serve``, with the server running."""
+    with SETUPS["authz"].start(load) as target:
+        yield target.request
+
+
+def test_grpc_errors_are_errors_though_http_says_200(
+    h2load: str, authz: Request, tmp_path: Path
+) -> None:
+    # Not a protobuf message: the server fails the call with a trailers-only gRPC error.
+    garbage = tmp_path / "garbage.grpc"
+    garbage.write_bytes(frame(b"\xff\xff\xff\xff"))
+    plan = OpenLoopPlan.for_rate(100, duration_s=1)
+    broken = dataclasses.replace(authz, body=garbage)
+    measured = open_loop([], h2load, broken, plan, tmp_path / "log.tsv")
+    assert (measured.completed, measured.errors, measured.unexpected_answers) == (0, 100, 100)
+    assert measured.payload_ok is False
