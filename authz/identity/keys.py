@@ -22,7 +22,14 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-__all__ = ["EMPTY_KEYS", "SUPPORTED_ALGORITHMS", "JwksError", "KeySet", "VerificationKey"]
+__all__ = [
+    "EMPTY_KEYS",
+    "FULLY_SPECIFIED_EDDSA",
+    "SUPPORTED_ALGORITHMS",
+    "JwksError",
+    "KeySet",
+    "VerificationKey",
+]
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS: dict[type[ec.EllipticCurve], str] = {
@@ -34,10 +41,13 @@ _EC_CURVES = frozenset({"P-256", "P-384", "P-521"})
 _OKP_CURVES = frozenset({"Ed25519", "Ed448"})
 _MIN_RSA_BITS = 2048
 
+# RFC 9864's fully-specified names for EdDSA: each names one curve.
+FULLY_SPECIFIED_EDDSA = frozenset({"Ed25519", "Ed448"})
+
 # Asymmetric algorithms only. `none` is no signature at all, and HS* would make a
 # published (public!) key usable as a shared secret, so neither may ever appear here.
 SUPPORTED_ALGORITHMS: frozenset[str] = (
-    _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | {"EdDSA"}
+    _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | {"EdDSA"} | FULLY_SPECIFIED_EDDSA
 )
 
 # Private JWK members (RFC 7518 §6.2.2, §6.3.2, RFC 8037 §2). A JWKS that carries
@@ -166,8 +176,10 @@ def _fitting_algorithms(public_key: Any) -> frozenset[str]:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         alg = _EC_ALGORITHMS.get(type(public_key.curve))
         return frozenset({alg}) if alg else frozenset()
-    if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        return frozenset({"EdDSA"})
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return frozenset({"EdDSA", "Ed25519"})
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return frozenset({"EdDSA", "Ed448"})
     return frozenset()
 
 

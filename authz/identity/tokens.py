@@ -10,6 +10,7 @@ evaluation can fix it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 import jwt
 from cachetools import LRUCache
+from jwt.algorithms import OKPAlgorithm
 
 from authz.identity.claims import (
     ValidityWindow,
@@ -27,7 +29,7 @@ from authz.identity.claims import (
     validity_window,
 )
 from authz.identity.jws import MalformedToken, split_compact
-from authz.identity.keys import EMPTY_KEYS, SUPPORTED_ALGORITHMS, KeySet
+from authz.identity.keys import EMPTY_KEYS, FULLY_SPECIFIED_EDDSA, SUPPORTED_ALGORITHMS, KeySet
 
 __all__ = [
     "HeaderSource",
@@ -158,19 +160,13 @@ def header_sources(issuers: Sequence[Issuer]) -> tuple[HeaderSource, ...]:
     return tuple(dict.fromkeys(source for issuer in issuers for source in issuer.from_headers))
 
 
-# PyJWT checks only the signature (and that `alg` is the one we pass). Every claim
+# PyJWS checks only the signature (and that `alg` is the one we pass). Every claim
 # check happens in `claims.py` against the caller's `now`, so time can be fixed.
-_SIGNATURE_ONLY = jwt.PyJWT(
-    options={
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "verify_sub": False,
-        "verify_jti": False,
-    }
-)
+# RFC 9864's `Ed25519` / `Ed448` verify like `EdDSA`; the key set only ever offers a
+# key of the named curve for them.
+_SIGNATURES = jwt.PyJWS()
+for _name in sorted(FULLY_SPECIFIED_EDDSA):
+    _SIGNATURES.register_algorithm(_name, OKPAlgorithm())
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,11 +303,14 @@ def _verify_signature(
         try:
             # `alg` passed the issuer's allow-list and `key` fits it: the token
             # header chose nothing beyond a membership test (RFC 8725 §2.1).
-            payload = _SIGNATURE_ONLY.decode(token, key, algorithms=[alg])
+            payload = json.loads(_SIGNATURES.decode(token, key, algorithms=[alg]))
         except jwt.PyJWTError:
             continue
+        except ValueError:  # a signed payload that is not JSON
+            return TokenError("payload is not JSON", TokenErrorCode.MALFORMED)
         if isinstance(payload, dict):
             return payload
+        return TokenError("payload is not a JSON object", TokenErrorCode.MALFORMED)
     return TokenError("bad signature", TokenErrorCode.BAD_SIGNATURE)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
@@ -25,7 +27,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from authz.identity import JwksError, Token, TokenErrorCode, TokenVerifier
 from authz.identity import KeySet as Keys
 from authz.identity.minting import KEY_ALGORITHMS, mint, write_key_pair
-from tests.identity.signing import AUD, ISS, NOW, expect_error, issuer
+from tests.identity.signing import AUD, ISS, NOW, expect_error, hand_signed, issuer
 
 JoseKey = RSAKey | ECKey | OKPKey
 SUBJECT = "user-7"
@@ -102,15 +104,32 @@ def test_a_joserfc_private_jwks_is_refused(jose_keys: dict[str, JoseKey]) -> Non
 
 
 @pytest.mark.parametrize("alg", ["Ed25519", "Ed448"])
-def test_fully_specified_eddsa_names_from_joserfc_are_refused_as_unsupported(
+def test_fully_specified_eddsa_names_from_joserfc_verify_where_the_issuer_lists_them(
     jose_keys: dict[str, JoseKey], jose_jwks: dict[str, Any], alg: str
 ) -> None:
-    # RFC 9864 names (joserfc's default for OKP keys) are not in SUPPORTED_ALGORITHMS, so
-    # they fail closed even for an issuer that lists them and a key that would fit.
+    # RFC 9864 names, joserfc's default for OKP keys: each names its curve.
     key = jose_keys[f"EdDSA-{alg}"]
     token = jwt.encode({"alg": alg, "kid": key.kid}, CLAIMS, key, algorithms=[alg])
-    trusted = issuer(keys=Keys.from_jwks(jose_jwks), algorithms=("EdDSA", alg))
-    expect_error(TokenVerifier([trusted]).verify(token, NOW), TokenErrorCode.ALG_NOT_ALLOWED)
+    listing = issuer(keys=Keys.from_jwks(jose_jwks), algorithms=("EdDSA", alg))
+    result = TokenVerifier([listing]).verify(token, NOW)
+    assert isinstance(result, Token), result
+    assert result.claims == CLAIMS
+    # Not listed: refused, though `EdDSA` is and the key would fit.
+    only_eddsa = issuer(keys=Keys.from_jwks(jose_jwks), algorithms=("EdDSA",))
+    expect_error(TokenVerifier([only_eddsa]).verify(token, NOW), TokenErrorCode.ALG_NOT_ALLOWED)
+
+
+@pytest.mark.parametrize(("alg", "curve"), [("Ed25519", "Ed448"), ("Ed448", "Ed25519")])
+def test_a_fully_specified_name_is_never_verified_with_the_other_curves_key(
+    jose_keys: dict[str, JoseKey], jose_jwks: dict[str, Any], alg: str, curve: str
+) -> None:
+    # The header names one curve, the kid points at a key of the other.
+    other = jose_keys[f"EdDSA-{curve}"]
+    private = other.private_key
+    assert isinstance(private, Ed25519PrivateKey | Ed448PrivateKey)
+    token = hand_signed({"alg": alg, "kid": other.kid}, CLAIMS, private.sign)
+    trusted = issuer(keys=Keys.from_jwks(jose_jwks), algorithms=("Ed25519", "Ed448"))
+    expect_error(TokenVerifier([trusted]).verify(token, NOW), TokenErrorCode.UNKNOWN_KID)
 
 
 @pytest.mark.parametrize("alg", KEY_ALGORITHMS)

@@ -673,7 +673,7 @@ def test_all_errors_reported_together_sorted(tmp_path: Path, key: SigningKey) ->
         "b.yaml:8:23: spec.rules[0].to[0].methods[0]: methods are upper case: use 'GET'",
         "c.yaml:5:3: spec: needs exactly one of jwksUri, jwksFile, jwks, discovery: true",
         "c.yaml:7:16: spec.algorithms[0]: algorithm 'HS256' is not allowed; use one of "
-        "ES256, ES384, ES512, EdDSA, PS256, PS384, PS512, RS256, RS384, RS512",
+        "ES256, ES384, ES512, Ed25519, Ed448, EdDSA, PS256, PS384, PS512, RS256, RS384, RS512",
         "d.yaml:2:1: YAML syntax error: did not find expected node content",
     ]
     assert list(errors) == sorted(errors)
