@@ -64,7 +64,8 @@ def add_audit_arguments(serve: argparse.ArgumentParser) -> None:
         metavar="-|PATH",
         help="write security events (token and revoked bursts, cross-tenant attempts, "
         "lockdowns, rollbacks, failed reloads, identity-provider key failures) as JSON lines "
-        "to stdout (-) or PATH (env AUTHZ_SECURITY_EVENTS; default off)",
+        "to stdout (-) or PATH, rotated like --decision-log (env AUTHZ_SECURITY_EVENTS; "
+        "default off)",
     )
     group.add_argument(
         "--security-webhook",

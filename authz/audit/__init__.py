@@ -41,7 +41,9 @@ class Audit:
         The decision log is opened by :meth:`observers`, once the store exists."""
         audit = cls(config)
         if config.security_events is not None:
-            lines = _open("security-events", config.security_events)
+            lines = _open(
+                "security-events", config.security_events, config.max_bytes, config.backups
+            )
             audit.events_stream = LineWriter(
                 lines,
                 dict,

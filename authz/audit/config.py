@@ -31,7 +31,7 @@ class AuditConfig:
     log_headers: tuple[str, ...] = ()  # request headers copied into each record (lower-case)
     queue_allows: int = 10_000  # allow records waiting to be written; more are dropped, counted
     queue_denies: int = 10_000  # capacity reserved for deny (and shadow) records
-    security_events: str | None = None  # "-" or a path (appended, not rotated); None: off
+    security_events: str | None = None  # "-" or a path (rotated like the decision log); None: off
     webhook: str | None = None  # security events are also POSTed here
     webhook_token_file: Path | None = None  # a bearer token for the webhook
     burst_threshold: int = 20  # invalid_token / revoked from one source within the window
