@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2
+from authz.loops import DEFAULT_LOOP
 from bench.load_h2load import H2loadError, LoadResult, LoadSpec, ensure_h2load, run
 from bench.load_request import CHECK_METHOD, check_request, frame
 from dev.authz_server import AuthzServer, AuthzServerError, health_status
@@ -103,10 +104,15 @@ def _ours(work: Path) -> Iterator[tuple[int, bytes]]:
 
 
 @contextmanager
-def ceiling_server(work: Path) -> Iterator[int]:
-    """Run :mod:`bench.load_ceiling` until the block ends; yields its port once SERVING."""
+def ceiling_server(work: Path, loop: str = DEFAULT_LOOP) -> Iterator[int]:
+    """Run :mod:`bench.load_ceiling` until the block ends; yields its port once SERVING.
+
+    Its event loop is ``authz serve``'s default unless told: the same loop on both
+    sides, so the ratio between them is our work, not the loop's.
+    """
     port = free_port()
     argv = [sys.executable, "-m", "bench.load_ceiling", "--listen", f"{LOOPBACK}:{port}"]
+    argv += ["--loop", loop]
     with (work / "ceiling-server.log").open("ab") as log:
         process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stderr=log)
         try:

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = ["headline_values", "headlines", "plot", "table"]
 
 ENVOY, ENVOY_AUTHZ, AUTHZ, CERBOS = "envoy", "envoy-authz", "authz", "cerbos"
+ENVOY_CEILING = "envoy-ceiling"
 HEADLINE_RATE = 1000
 
 
@@ -64,18 +65,23 @@ def _nearest(rates: set[int], wanted: int) -> int | None:
     return min(rates, key=lambda rate: (abs(rate - wanted), rate)) if rates else None
 
 
-def headline_values(report: dict[str, Any]) -> dict[str, Any]:
-    """What Envoy + authz adds to Envoy's own p99 (near 1,000 rps) and our p99 vs Cerbos's."""
-    envoy, with_authz = _p99_at(report, ENVOY), _p99_at(report, ENVOY_AUTHZ)
+def _added(report: dict[str, Any], setup: str) -> dict[str, Any] | None:
+    """What ``setup`` adds to Envoy's own p99 at the common rate nearest 1,000 rps."""
+    envoy, with_authz = _p99_at(report, ENVOY), _p99_at(report, setup)
     rate = _nearest(set(envoy) & set(with_authz), HEADLINE_RATE)
-    added = None
-    if rate is not None:
-        added = {
-            "rate": rate,
-            "envoy_ms": envoy[rate],
-            "envoy_authz_ms": with_authz[rate],
-            "added_ms": round(with_authz[rate] - envoy[rate], 3),
-        }
+    if rate is None:
+        return None
+    return {
+        "rate": rate,
+        "envoy_ms": envoy[rate],
+        "envoy_authz_ms": with_authz[rate],
+        "added_ms": round(with_authz[rate] - envoy[rate], 3),
+    }
+
+
+def headline_values(report: dict[str, Any]) -> dict[str, Any]:
+    """What Envoy + authz (and Envoy + the bare ceiling) add to Envoy's own p99 near
+    1,000 rps, and our p99 vs Cerbos's."""
     ours, theirs = _p99_at(report, AUTHZ), _p99_at(report, CERBOS)
     versus = [
         {
@@ -86,7 +92,11 @@ def headline_values(report: dict[str, Any]) -> dict[str, Any]:
         }
         for rate in sorted(set(ours) & set(theirs))
     ]
-    return {"envoy_authz_added_p99": added, "authz_vs_cerbos_p99": versus}
+    return {
+        "envoy_authz_added_p99": _added(report, ENVOY_AUTHZ),
+        "envoy_ceiling_added_p99": _added(report, ENVOY_CEILING),
+        "authz_vs_cerbos_p99": versus,
+    }
 
 
 def headlines(values: dict[str, Any]) -> list[str]:
@@ -99,6 +109,13 @@ def headlines(values: dict[str, Any]) -> list[str]:
             f"Envoy + authz adds {added['added_ms']:.2f} ms to Envoy's own p99 at "
             f"{added['rate']:,} rps ({added['envoy_ms']:.2f} -> {added['envoy_authz_ms']:.2f} ms)"
         ]
+    floor = values.get("envoy_ceiling_added_p99")
+    if floor is not None:
+        lines.append(
+            f"Envoy + the bare grpc.aio server adds {floor['added_ms']:.2f} ms at "
+            f"{floor['rate']:,} rps ({floor['envoy_ms']:.2f} -> {floor['envoy_authz_ms']:.2f} ms): "
+            "the floor for a Python ext_authz"
+        )
     if not values["authz_vs_cerbos_p99"]:
         lines.append("authz vs Cerbos: no common rate measured")
     for pair in values["authz_vs_cerbos_p99"]:

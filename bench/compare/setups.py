@@ -1,4 +1,4 @@
-"""The six setups of the comparison: how each is started and what request it gets.
+"""The setups of the comparison: how each is started and what request it gets.
 
 Every setup answers the same question — may acme's vendor staff read acme's orders —
 in its own form: a framed CheckRequest for the two ext_authz gRPC servers, an HTTP GET
@@ -123,12 +123,16 @@ def _sample_get(url: str, token: str) -> int:
     return len(body)
 
 
-def _envoy(authorization: proxies.Authorization) -> StartSetup:
+def _envoy(authorization: proxies.Authorization, *, ceiling: bool = False) -> StartSetup:
+    """An Envoy setup; with ``ceiling``, ext_authz calls the bare grpc.aio server, not authz."""
+
     @contextmanager
     def start(workload: Workload) -> Iterator[Target]:
         with ExitStack() as stack:
             authz_port = free_port()
-            if authorization == "ext_authz":
+            if authorization == "ext_authz" and ceiling:
+                authz_port = stack.enter_context(ceiling_server(workload.work))
+            elif authorization == "ext_authz":
                 authz_port = stack.enter_context(_authz(workload)).port
             cfg = EnvoyConfig(free_port(), free_port(), authz_port, free_port())
             issuer = workload.bundle.issuer
@@ -169,5 +173,9 @@ SETUPS: dict[str, Setup] = {
     "envoy": Setup("Envoy, no authorization, trivial upstream (HTTP)", _envoy("none")),
     "envoy-rbac": Setup("Envoy jwt_authn + RBAC with a CEL condition (HTTP)", _envoy("rbac")),
     "envoy-authz": Setup("Envoy + ext_authz to authz serve (HTTP)", _envoy("ext_authz")),
+    "envoy-ceiling": Setup(
+        "Envoy + ext_authz to the bare grpc.aio server: the floor for any Python ext_authz (HTTP)",
+        _envoy("ext_authz", ceiling=True),
+    ),
     "cerbos": Setup(f"Cerbos {cerbos.VERSION}, CheckResources over gRPC", _cerbos),
 }

@@ -64,3 +64,16 @@ def test_grpc_errors_are_errors_though_http_says_200(
     measured = open_loop([], h2load, broken, plan, tmp_path / "log.tsv")
     assert (measured.completed, measured.errors, measured.unexpected_answers) == (0, 100, 100)
     assert measured.payload_ok is False
+
+
+def test_envoy_calling_the_bare_ceiling_passes_every_request(
+    h2load: str, load: Workload, tmp_path: Path
+) -> None:
+    # The floor setup: Envoy asks a server that allows without reading, so even a
+    # request without a token reaches the upstream (authz would answer 401).
+    with SETUPS["envoy-ceiling"].start(load) as target:
+        anonymous = tuple(h for h in target.request.headers if not h.startswith("authorization:"))
+        plan = OpenLoopPlan.for_rate(100, duration_s=1)
+        unchecked = dataclasses.replace(target.request, headers=anonymous)
+        measured = open_loop([], h2load, unchecked, plan, tmp_path / "log.tsv")
+    assert (measured.completed, measured.errors, measured.payload_ok) == (100, 0, True)

@@ -109,6 +109,7 @@ def test_headlines_compare_at_1000_rps_and_at_every_common_rate() -> None:
     report = _report({
         "envoy": {500: 0.4, 1000: 0.5},
         "envoy-authz": {500: 1.0, 1000: 1.75},
+        "envoy-ceiling": {500: 0.9, 1000: 1.25},
         "authz": {500: 1.2, 1000: 2.0},
         "cerbos": {1000: 0.8, 2000: 1.0},
     })  # fmt: skip
@@ -116,11 +117,14 @@ def test_headlines_compare_at_1000_rps_and_at_every_common_rate() -> None:
     assert values["envoy_authz_added_p99"] == {
         "rate": 1000, "envoy_ms": 0.5, "envoy_authz_ms": 1.75, "added_ms": 1.25,
     }  # fmt: skip
+    assert values["envoy_ceiling_added_p99"]["added_ms"] == 0.75
     assert values["authz_vs_cerbos_p99"] == [
         {"rate": 1000, "authz_ms": 2.0, "cerbos_ms": 0.8, "ratio": 2.5}
     ]
     assert headlines(values) == [
         "Envoy + authz adds 1.25 ms to Envoy's own p99 at 1,000 rps (0.50 -> 1.75 ms)",
+        "Envoy + the bare grpc.aio server adds 0.75 ms at 1,000 rps (0.50 -> 1.25 ms): "
+        "the floor for a Python ext_authz",
         "our p99 vs Cerbos's at 1,000 rps: 2.00 vs 0.80 ms (2.50x)",
     ]
 
@@ -128,6 +132,7 @@ def test_headlines_compare_at_1000_rps_and_at_every_common_rate() -> None:
 def test_headlines_use_the_nearest_common_rate_and_say_when_there_is_none() -> None:
     values = headline_values(_report({"envoy": {500: 0.4}, "envoy-authz": {500: 0.9}}))
     assert values["envoy_authz_added_p99"]["rate"] == 500
+    assert values["envoy_ceiling_added_p99"] is None
     assert headlines(values)[1] == "authz vs Cerbos: no common rate measured"
 
 
