@@ -49,6 +49,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="smoke run: 1 round of 2 s at 500,1000"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
+    parser.add_argument(
+        "--envoy-with-load",
+        action="store_true",
+        help="move Envoy to the load generator's CPU, so an ext_authz server has a CPU "
+        "of its own (as in a mesh, where the sidecar and authz run in different pods)",
+    )
     parser.add_argument("--out", type=Path, help="results JSON (bench/results/compare-*.json)")
     parser.add_argument("--plot", type=Path, help="p99 plot PNG (next to the JSON)")
     parser.add_argument("--cerbos-cache", type=Path, help="where Cerbos is installed")
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="authz-compare-") as scratch:
             work = args.keep or Path(scratch)
             work.mkdir(parents=True, exist_ok=True)
-            results = run(settings, h2load, pinning.plan(not args.no_pin), work, _progress)
+            layout = pinning.plan(not args.no_pin, split_envoy=args.envoy_with_load)
+            results = run(settings, h2load, layout, work, _progress)
     except (H2loadError, LoadError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return 1

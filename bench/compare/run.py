@@ -128,12 +128,12 @@ def machine(h2load: str) -> dict[str, Any]:
     }
 
 
-def workload(work: Path, cerbos_cache: Path) -> Workload:
+def workload(work: Path, cerbos_cache: Path, envoy_cpus: frozenset[int] | None = None) -> Workload:
     """A scratch bundle trusting a fresh key, a vendor-staff token and its CheckRequest."""
     bundle = prepare(ROOT / "policies", work / "bundle", work / "bench-key.pem")
     token = bundle.token("alice", roles=("vendor:staff",), tenant="acme")
     request = check_request(HOST, PATH, token).SerializeToString()
-    return Workload(bundle, token, request, work, cerbos_cache)
+    return Workload(bundle, token, request, work, cerbos_cache, envoy_cpus)
 
 
 @dataclass(slots=True)
@@ -232,7 +232,7 @@ def run(
         },
     }
     try:
-        load = workload(work, settings.cerbos_cache)
+        load = workload(work, settings.cerbos_cache, pinning.envoy_cpus)
     except BundleError as exc:
         raise LoadError(f"cannot prepare the bundle: {exc}") from exc
     pinning.pin_servers()

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.compare import cerbos, proxies
+from bench.compare import cerbos, pinning, proxies
 from bench.compare.load import Request
 from bench.load_request import CHECK_METHOD, frame
 from bench.load_run import LoadError, ceiling_server, sample_call
@@ -41,6 +41,7 @@ class Workload:
     check_request: bytes  # a serialized CheckRequest for GET PATH on HOST with the token
     work: Path
     cerbos_cache: Path
+    envoy_cpus: frozenset[int] | None = None  # where Envoy runs; None: with the servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,8 @@ def _envoy(authorization: proxies.Authorization, *, ceiling: bool = False) -> St
             envoy = proxies.start(cfg, authorization, jwt, stdout=out, stderr=out)
             stack.callback(envoy.stop)
             envoy.wait_ready()
+            if workload.envoy_cpus is not None:
+                pinning.move(envoy.process.pid, workload.envoy_cpus)
             url = f"{envoy.url}{PATH}"
             size = _sample_get(url, workload.token)
             # h2load speaks HTTP/2, where the host is the :authority pseudo-header.
