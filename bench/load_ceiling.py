@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench.load_ceiling", description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:9292")
-    parser.add_argument("--loop", choices=loops.LOOPS, default="asyncio")
+    parser.add_argument("--loop", choices=loops.LOOPS, default=loops.DEFAULT_LOOP)
     args = parser.parse_args(argv)
     loops.run(serve(args.listen), args.loop)
     return 0
