@@ -11,6 +11,7 @@ versions, issuers, rules and (when asked for) a bounded set of tenant names.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -18,15 +19,37 @@ from authz.config import ConfigError
 from authz.telemetry.exposition import CONTENT_TYPE
 from authz.telemetry.metrics import Metrics
 
-__all__ = ["MetricsListener", "metrics_response", "start_metrics_listener"]
+__all__ = [
+    "Exposition",
+    "MetricsListener",
+    "current",
+    "exposition_response",
+    "metrics_response",
+    "start_metrics_listener",
+]
 
+#: What a scrape is answered with: this process's metrics, or (``--workers``) every worker's.
+Exposition = Callable[[], Awaitable[str]]
 _log = logging.getLogger("authz.telemetry")
 
 
 def metrics_response(metrics: Metrics) -> web.Response:
     """The current exposition as an HTTP answer."""
-    body = metrics.exposition().encode()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    return exposition_response(metrics.exposition())
+
+
+def exposition_response(text: str) -> web.Response:
+    """An exposition in the text format as an HTTP answer."""
+    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def current(metrics: Metrics) -> Exposition:
+    """``metrics``' exposition at each scrape, as an :data:`Exposition`."""
+
+    async def exposition() -> str:
+        return metrics.exposition()
+
+    return exposition
 
 
 class MetricsListener:
@@ -40,11 +63,12 @@ class MetricsListener:
         await self._runner.cleanup()
 
 
-async def start_metrics_listener(metrics: Metrics, listen: str) -> MetricsListener:
-    """Serve ``GET /metrics`` on ``listen`` (HOST:PORT); ConfigError if it cannot bind."""
+async def start_metrics_listener(exposition: Exposition, listen: str) -> MetricsListener:
+    """Serve ``GET /metrics`` on ``listen`` (HOST:PORT), answered with ``exposition``;
+    ConfigError if it cannot bind."""
 
     async def handle(request: web.Request) -> web.Response:
-        return metrics_response(metrics)
+        return exposition_response(await exposition())
 
     app = web.Application()
     app.add_routes([web.get("/metrics", handle, allow_head=False)])

@@ -20,7 +20,7 @@ from authz.reload import Reloader
 from authz.shadow import Shadow
 from authz.store import SnapshotStore
 from authz.telemetry.checks import CheckCounts
-from authz.telemetry.endpoint import MetricsListener, start_metrics_listener
+from authz.telemetry.endpoint import MetricsListener, current, start_metrics_listener
 from authz.telemetry.metrics import DropCounts, Metrics
 from authz.telemetry.tracing import CheckTracer, tracer_provider
 
@@ -82,7 +82,7 @@ async def start_telemetry(
             counts, store, reloader, keys=keys, shadow=shadow, decision_log=decision_log
         )
         if settings.metrics_listen is not None:
-            listener = await start_metrics_listener(metrics, settings.metrics_listen)
+            listener = await start_metrics_listener(current(metrics), settings.metrics_listen)
     tracing = None
     if settings.otlp_endpoint is not None:
         tracing = _otlp(settings.otlp_endpoint, settings.trace_sample_ratio)
