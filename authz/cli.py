@@ -37,6 +37,7 @@ from authz.config import (
     ServerConfig,
     TelemetrySettings,
 )
+from authz.cpus import usable_cpus
 from authz.decision import new_decision_id
 from authz.engine import decide
 from authz.errors import BundleError
@@ -71,6 +72,7 @@ identities and JWT roles, ABAC as CEL conditions, tenants kept apart.
 """
 
 _EXIT_ALLOWED, _EXIT_DENIED, _EXIT_BAD_INPUT = 0, 1, 2
+AUTO = "auto"  # --workers auto: one per usable CPU
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,13 +138,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=_positive,
-        default=os.environ.get("AUTHZ_WORKERS", "1"),
-        metavar="N",
+        type=_worker_count,
+        default=os.environ.get("AUTHZ_WORKERS", AUTO),
+        metavar="N|auto",
         help="serve Check from N processes sharing the port (SO_REUSEPORT), each with its own "
-        "bundle, watcher and keys; a worker that dies is restarted; the admin API reaches "
-        "every worker; with --state-dir, worker K keeps STATE_DIR/worker-K "
-        "(env AUTHZ_WORKERS; default 1)",
+        "bundle, watcher and keys; a worker that dies is restarted; the admin API and "
+        '--metrics-listen reach every worker (samples labelled worker="K"); with '
+        "--state-dir, worker K keeps STATE_DIR/worker-K. auto: one per CPU this process may "
+        "use, its CPU affinity capped by its cgroup's CPU quota (a Kubernetes CPU limit of 1 "
+        "gives 1, 1.5 gives 2); 1 serves from this process alone, with no supervisor "
+        "(env AUTHZ_WORKERS; default auto)",
     )
     serve.add_argument(
         "--worker",
@@ -306,21 +311,28 @@ def _serve(args: argparse.Namespace) -> int:
         admin = _admin_config(args)
         audit = audit_config(args)
         loops.factory(args.loop)  # AUTHZ_LOOP is not checked by argparse
-        if args.workers > 1 and config.telemetry.metrics_listen is not None:
-            # Workers sharing one metrics port would each answer part of the scrapes.
-            raise ConfigError("metrics-listen: not with --workers; run one process per pod")
     except ConfigError as exc:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
+    workers = 1
     if args.worker is not None:
         config, admin = _as_worker(config, args.worker)
         audit = _worker_audit(audit, args.worker.index)
+    else:
+        workers = _resolve_workers(args.workers)
     logging.getLogger("authz.server").info("event loop: %s", args.loop)
     try:
-        if args.worker is None and args.workers > 1:
+        if workers > 1:
             from authz.workers import supervise
 
-            serving = supervise(args.argv, args.workers, config.listen, admin, config.grace_seconds)
+            serving = supervise(
+                args.argv,
+                workers,
+                config.listen,
+                admin,
+                config.grace_seconds,
+                config.telemetry.metrics_listen,
+            )
             loops.run(serving, args.loop)
         else:
             loops.run(run_server(config, admin=admin, audit=audit), args.loop)
@@ -333,20 +345,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def _worker_count(text: str) -> int | str:
+    """``--workers``: a positive number, or ``auto``."""
+    if text == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {AUTO}, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def _resolve_workers(asked: int | str) -> int:
+    """How many processes serve: ``asked``, or for ``auto`` one per usable CPU; logged."""
+    log = logging.getLogger("authz.workers")
+    if isinstance(asked, int):
+        log.info("workers: %d (set by --workers or AUTHZ_WORKERS)", asked)
+        return asked
+    usable = usable_cpus()
+    log.info("workers: %d (auto: %s)", usable.count, usable)
+    return usable.count
+
+
 def _as_worker(config: ServerConfig, worker: WorkerSpec) -> tuple[ServerConfig, AdminConfig]:
-    """Worker ``K`` of `--workers`: the shared port, its own state, the private admin API."""
+    """Worker ``K`` of `--workers`: the shared port, its own state, the private admin API.
+
+    ``--metrics-listen`` is the parent's, which merges the workers' metrics: a worker
+    serves its own only on its private admin API.
+    """
     from authz.admin import AdminConfig
 
     state_dir = config.state_dir / f"worker-{worker.index}" if config.state_dir else None
     private = AdminConfig(listen=f"127.0.0.1:{worker.admin_port}", token_file=worker.token_file)
-    return dataclasses.replace(config, reuse_port=True, state_dir=state_dir), private
+    telemetry = dataclasses.replace(config.telemetry, metrics_listen=None)
+    own = dataclasses.replace(config, reuse_port=True, state_dir=state_dir, telemetry=telemetry)
+    return own, private
 
 
 def _worker_audit(audit: AuditConfig, index: int) -> AuditConfig:

@@ -13,7 +13,10 @@ restarts one that dies (after 0.5 s, doubling up to 30 s while it keeps dying
 young), forwards SIGHUP, and on SIGTERM/SIGINT drains them all. With an admin
 API, the parent serves it (:mod:`authz.admin.relay`) and every call reaches every
 worker through its private loopback admin port, authenticated by a token made
-for this run and kept in a directory only this user can read.
+for this run and kept in a directory only this user can read. A scrape of the
+parent's ``--metrics-listen`` (or of /metrics on its admin API) is answered with
+every worker's metrics, fetched the same way and labelled ``worker="K"``
+(:mod:`authz.telemetry.fleet`).
 
 With ``--state-dir``, worker K keeps its state in ``STATE_DIR/worker-K``: the
 admin calls that change state reach every worker, so the directories agree, and
@@ -36,7 +39,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from authz.admin_cli import Replica
 from authz.config import ConfigError
@@ -50,6 +53,7 @@ _log = logging.getLogger("authz.workers")
 _FIRST_DELAY_S, _MAX_DELAY_S, _SETTLED_S = 0.5, 30.0, 30.0
 _EXIT_BAD_INPUT = 2
 _LOOPBACK = "127.0.0.1"
+_SCRAPE_TIMEOUT_S = 3.0  # a worker slower than this is reported down for that scrape
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,10 @@ class _Slot:
     def replica(self) -> Replica:
         url = f"http://{_LOOPBACK}:{self.admin_port}"
         return Replica(url, f"worker-{self.index}")
+
+    def metrics_target(self) -> tuple[str, str]:
+        """Its ``worker`` label and the URL of its metrics."""
+        return str(self.index), f"http://{_LOOPBACK}:{self.admin_port}/metrics"
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep the worker running; raise ConfigError if its first start fails on its input."""
@@ -160,16 +168,21 @@ def _free_port() -> int:
         return port
 
 
+class _Endpoint(Protocol):
+    async def stop(self) -> None: ...
+
+
 async def supervise(
     serve_argv: Sequence[str],
     workers: int,
     listen: str,
     admin: AdminConfig | None,
     grace_seconds: float,
+    metrics_listen: str | None = None,
 ) -> None:
     """Run ``workers`` copies of ``authz serve`` (``serve_argv``: its arguments) on ``listen``
-    until SIGTERM/SIGINT; ConfigError if the port or admin API cannot be had, or the
-    first start of a worker fails on its input."""
+    until SIGTERM/SIGINT; ConfigError if the port, the admin API or ``metrics_listen``
+    cannot be had, or the first start of a worker fails on its input."""
     reservation, bound = _reserve(listen)
     command = [sys.executable, "-m", "authz", *serve_argv, "--listen", bound]
     loop = asyncio.get_running_loop()
@@ -181,11 +194,7 @@ async def supervise(
             file.write(token)
         slots = [_Slot(index, command, token_file) for index in range(1, workers + 1)]
         stopping = asyncio.Event()
-        relay = None
-        if admin is not None:
-            from authz.admin.relay import start_relay  # aiohttp only with an admin API
-
-            relay = await start_relay(admin, lambda: [slot.replica() for slot in slots], token)
+        endpoints = await _endpoints(slots, token, admin, metrics_listen)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, _forward, slots, signal.SIGHUP)
@@ -202,10 +211,43 @@ async def supervise(
         finally:
             for task in [stopped, *running]:
                 task.cancel()
-            if relay is not None:
-                await relay.stop()
+            for endpoint in endpoints:
+                await endpoint.stop()
             loop.remove_signal_handler(signal.SIGHUP)
     _log.info("stopped")
+
+
+async def _endpoints(
+    slots: Sequence[_Slot], token: str, admin: AdminConfig | None, metrics_listen: str | None
+) -> list[_Endpoint]:
+    """The parent's admin API and ``--metrics-listen``, as asked, both reaching every worker."""
+    if admin is None and metrics_listen is None:
+        return []
+    # aiohttp and the telemetry modules load only when one of them is asked for.
+    from authz.telemetry.fleet import fetch, merge
+
+    def replicas() -> list[Replica]:
+        return [slot.replica() for slot in slots]
+
+    async def exposition() -> str:
+        targets = [slot.metrics_target() for slot in slots]
+        return merge(await fetch(targets, token, _SCRAPE_TIMEOUT_S))
+
+    started: list[_Endpoint] = []
+    try:
+        if admin is not None:
+            from authz.admin.relay import start_relay
+
+            started.append(await start_relay(admin, replicas, token, exposition))
+        if metrics_listen is not None:
+            from authz.telemetry.endpoint import start_metrics_listener
+
+            started.append(await start_metrics_listener(exposition, metrics_listen))
+    except ConfigError:
+        for endpoint in started:
+            await endpoint.stop()
+        raise
+    return started
 
 
 def _forward(slots: Sequence[_Slot], signum: int) -> None:

@@ -9,6 +9,9 @@ through the fleet fan-out of ``authz admin --fleet``; the answer is the fleet re
 The status code is 200 when every worker said yes; the workers' own code when they
 all refused alike (e.g. 404 for an unknown version); 502 otherwise (some workers
 did it, some did not, or some did not answer).
+
+``GET /metrics`` is answered with every worker's metrics merged into one exposition
+(:mod:`authz.telemetry.fleet`), as ``--metrics-listen`` is.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from authz.admin.api import AdminGate, AdminServer, listen
 from authz.admin.config import AdminConfig, read_token
 from authz.admin.forms import json_body
 from authz.admin_cli import Call, Replica, Result, call_all, fleet_report
+from authz.telemetry.endpoint import Exposition, exposition_response
 
 __all__ = ["start_relay"]
 
@@ -38,10 +42,12 @@ class _Relay(AdminGate):
         mtls: bool,
         workers: Callable[[], Sequence[Replica]],
         worker_token: str,
+        metrics: Exposition,
     ) -> None:
         super().__init__(token, mtls)
         self.workers = workers
         self.worker_token = worker_token
+        self.exposition = metrics
 
     async def relay(self, request: web.Request) -> web.Response:
         """Any admin call: to every worker, the fleet report back."""
@@ -50,6 +56,10 @@ class _Relay(AdminGate):
         call = Call(request.method, request.rel_url.raw_path, body)
         results = await call_all(self.workers(), call, self.worker_token, None, _TIMEOUT_SECONDS)
         return web.json_response(fleet_report(results), status=_status(results), dumps=_dumps)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """GET /metrics: every worker's metrics, merged."""
+        return exposition_response(await self.exposition())
 
 
 def _dumps(value: Any) -> str:
@@ -68,16 +78,20 @@ def _status(results: Sequence[Result]) -> int:
 
 
 async def start_relay(
-    config: AdminConfig, workers: Callable[[], Sequence[Replica]], worker_token: str
+    config: AdminConfig,
+    workers: Callable[[], Sequence[Replica]],
+    worker_token: str,
+    metrics: Exposition,
 ) -> AdminServer:
     """Serve the relay where ``config`` says; ConfigError if its files or address are unusable.
 
     ``workers`` gives the workers' admin APIs at the time of each call (a restarted
-    worker may listen elsewhere).
+    worker may listen elsewhere); ``metrics``, the workers' merged metrics.
     """
     token = read_token(config.token_file) if config.token_file is not None else None
-    relay = _Relay(token, config.client_ca is not None, workers, worker_token)
+    relay = _Relay(token, config.client_ca is not None, workers, worker_token, metrics)
     routes = [
+        web.get("/metrics", relay.metrics, allow_head=False),
         web.get("/v1/status", relay.relay, allow_head=False),
         web.post("/v1/reload", relay.relay),
         web.post("/v1/rollback", relay.relay),

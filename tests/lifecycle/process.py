@@ -47,7 +47,14 @@ class LogLines:
 class Served:
     """A server process (a context manager); ``wait_for`` reads its log for a pattern."""
 
-    def __init__(self, bundle: Path, *flags: str) -> None:
+    def __init__(
+        self,
+        bundle: Path,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        cpus: set[int] | None = None,
+    ) -> None:
+        """``env``: the whole environment (default: this one); ``cpus``: the CPU affinity."""
         argv = [sys.executable, "-m", "authz", "serve", "--policies", str(bundle)]
         self.process = subprocess.Popen(
             [*argv, "--listen", "127.0.0.1:0", "--grace", "1", *flags],
@@ -55,6 +62,8 @@ class Served:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
             start_new_session=True,  # its own process group: see __exit__
         )
         assert self.process.stderr is not None
