@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.load_h2load import LoadResult, LoadSpec, ensure_h2load
 from bench.load_request import check_request, frame
 from bench.load_run import HOST, PATH, ROOT, LoadError, Target, _measure, sample_call
-from dev.authz_server import AuthzServer
+from dev.authz_server import ONE_PROCESS, AuthzServer
 from dev.bundle import prepare
 from dev.ports import free_port
 
@@ -33,11 +33,11 @@ MODES = ("off", "file", "stdout")
 @contextmanager
 def _server(bundle: Path, mode: str, work: Path, run: int) -> Iterator[tuple[AuthzServer, Path]]:
     log = work / f"decisions-{mode}-{run}.log"
-    options: tuple[str, ...] = ()
+    options: tuple[str, ...] = ONE_PROCESS
     if mode == "file":
-        options = ("--decision-log", str(log))
+        options += ("--decision-log", str(log))
     elif mode == "stdout":
-        options = ("--decision-log", "-")
+        options += ("--decision-log", "-")
     with log.open("ab") as stdout, (work / "server.log").open("ab") as stderr:
         server = AuthzServer(bundle, free_port(), stderr=stderr, stdout=stdout, options=options)
         server.start()

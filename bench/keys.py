@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
 from bench.tables import table
 from bench.timing import stats
-from dev.authz_server import AuthzServer
+from dev.authz_server import ONE_PROCESS, AuthzServer
 from dev.ports import free_port
 from tests.engine.checks import check_request
 from tests.identity.idp import IdentityProvider
@@ -52,6 +52,7 @@ __all__ = ["Settings", "main", "run"]
 AUDIENCE = "shop-api"
 PHASES = ("steady", "rotation", "outage", "recovered")
 _SERVER_FLAGS = (
+    *ONE_PROCESS,
     "--jwks-refresh=1",
     "--jwks-min-refresh=1",
     "--jwks-timeout=2",

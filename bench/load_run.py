@@ -30,7 +30,7 @@ from authz._proto.envoy.service.auth.v3 import external_auth_pb2
 from authz.loops import DEFAULT_LOOP
 from bench.load_h2load import H2loadError, LoadResult, LoadSpec, ensure_h2load, run
 from bench.load_request import CHECK_METHOD, check_request, frame
-from dev.authz_server import AuthzServer, AuthzServerError, health_status
+from dev.authz_server import ONE_PROCESS, AuthzServer, AuthzServerError, health_status
 from dev.bundle import BundleError, prepare
 from dev.ports import LOOPBACK, free_port
 
@@ -94,7 +94,7 @@ def _ours(work: Path) -> Iterator[tuple[int, bytes]]:
     token = bundle.token("alice", roles=("vendor:staff",), tenant="acme")
     request = check_request(HOST, PATH, token).SerializeToString()
     with (work / "authz-server.log").open("ab") as log:
-        server = AuthzServer(bundle.path, free_port(), stderr=log)
+        server = AuthzServer(bundle.path, free_port(), stderr=log, options=ONE_PROCESS)
         server.start()
         try:
             server.wait_serving()

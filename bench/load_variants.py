@@ -11,6 +11,10 @@
 * ``KIND`` ``bench.MODULE``: ``python -m bench.MODULE serve`` like ``authz``, for a
   prototype that wraps the server (e.g. :mod:`bench.decision_cache`).
 
+An ``authz`` variant serves from one process unless its FLAGS say ``--workers``:
+its environment has ``AUTHZ_WORKERS=1`` (the default, ``auto``, would start one
+worker per usable CPU; an older tree, ``authz@DIR``, ignores the variable).
+
 Every round starts each variant afresh, warms it up and measures it, in the order
 given, so slow drifts of a shared machine spread over all variants; each row
 reports the median and range over rounds, and its throughput ratio to the first
@@ -21,6 +25,7 @@ of :mod:`bench.load_run` (an OK response of the sample call's size, every time).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import subprocess
@@ -83,7 +88,11 @@ def _serving(variant: Variant, bundle: Path, log: Path) -> Iterator[int]:
         argv += ["--listen", listen, "--no-watch"]
     with log.open("ab") as stderr:
         process = subprocess.Popen(
-            [*argv, *variant.flags], cwd=variant.tree, stdin=subprocess.DEVNULL, stderr=stderr
+            [*argv, *variant.flags],
+            cwd=variant.tree,
+            env={**os.environ, "AUTHZ_WORKERS": "1"},  # one process unless FLAGS say otherwise
+            stdin=subprocess.DEVNULL,
+            stderr=stderr,
         )
         try:
             deadline = time.monotonic() + 30

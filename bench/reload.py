@@ -1,8 +1,8 @@
 """``python -m bench.reload``: how fast a policy change reaches decisions, and what reloads cost.
 
-Against ``python -m authz serve`` (a child process, default settings: the bundle
-directory watched, 200 ms debounce), for a scratch copy of the example bundle and
-the generated bundle of N tenants x 10 rules (:mod:`bench.bundles`):
+Against ``python -m authz serve`` (a child process, one process, otherwise default
+settings: the bundle directory watched, 200 ms debounce), for a scratch copy of the
+example bundle and the generated bundle of N tenants x 10 rules (:mod:`bench.bundles`):
 
 1. **Propagation**: a file of the bundle is changed (written beside it, then
    renamed over it, as editors and kubelet do), and Check is called in a tight
@@ -41,7 +41,7 @@ import grpc
 from authz._proto.envoy.service.auth.v3 import external_auth_pb2_grpc
 from authz.policy.bundle import load_bundle
 from bench import bundles
-from dev.authz_server import AuthzServer
+from dev.authz_server import ONE_PROCESS, AuthzServer
 from dev.ports import free_port
 
 __all__ = ["main"]
@@ -114,7 +114,7 @@ def _targets(scratch: Path, tenants: int) -> tuple[Target, Target]:
 @contextmanager
 def _serving(target: Target, log: Path) -> Iterator[AuthzServer]:
     with log.open("wb") as stderr:
-        server = AuthzServer(target.root, free_port(), stderr=stderr)
+        server = AuthzServer(target.root, free_port(), stderr=stderr, options=ONE_PROCESS)
         server.start()
         try:
             server.wait_serving(timeout_s=120)

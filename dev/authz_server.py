@@ -22,7 +22,11 @@ from dev import processes
 from dev.mtls import Mtls
 from dev.ports import LOOPBACK
 
-__all__ = ["AuthzServer", "AuthzServerError", "health_status"]
+__all__ = ["ONE_PROCESS", "AuthzServer", "AuthzServerError", "health_status"]
+
+#: The flags of a server measured as one process: `authz serve` starts one worker per
+#: usable CPU by default, which a benchmark of one process must not get by accident.
+ONE_PROCESS = ("--workers", "1")
 
 
 class AuthzServerError(RuntimeError):

@@ -20,7 +20,7 @@ from bench.compare import cerbos, pinning, proxies
 from bench.compare.load import Request
 from bench.load_request import CHECK_METHOD, frame
 from bench.load_run import LoadError, ceiling_server, sample_call
-from dev.authz_server import AuthzServer
+from dev.authz_server import ONE_PROCESS, AuthzServer
 from dev.bundle import ScratchBundle
 from dev.envoy import EnvoyConfig
 from dev.ports import LOOPBACK, free_port
@@ -85,7 +85,7 @@ def _ceiling(workload: Workload) -> Iterator[Target]:
 @contextmanager
 def _authz(workload: Workload) -> Iterator[AuthzServer]:
     with (workload.work / "authz-server.log").open("ab") as log:
-        server = AuthzServer(workload.bundle.path, free_port(), stderr=log)
+        server = AuthzServer(workload.bundle.path, free_port(), stderr=log, options=ONE_PROCESS)
         server.start()
         try:
             server.wait_serving()
