@@ -501,7 +501,7 @@ def _admin_config(args: argparse.Namespace) -> AdminConfig | None:
     """
     credentials = args.admin_token_file is not None or args.admin_client_ca is not None
     if args.admin_listen == "off" or (args.admin_listen is None and not credentials):
-        if args.admin_listen is None:
+        if args.admin_listen is None and args.worker is None:  # a worker's is private
             logging.getLogger("authz.admin").info(
                 "admin API off: give --admin-token-file or --admin-client-ca to turn it on"
             )
