@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from authz.cpus import usable_cpus
 from dev.authz_server import health_status
 from dev.deploy_bundle import flatten
 from dev.ports import LOOPBACK, free_port
@@ -140,6 +141,18 @@ def test_requests_and_limits_are_set(base: list[Manifest]) -> None:
     resources = _container(base)["resources"]
     for bound in ("requests", "limits"):
         assert set(resources[bound]) == {"cpu", "memory"}, bound
+
+
+def test_the_cpu_limit_makes_one_worker_per_pod(base: list[Manifest], tmp_path: Path) -> None:
+    """No --workers: auto counts the container's CPU quota, which the kubelet sets from
+    limits.cpu (cgroup v2 cpu.max, period 100 ms), whatever the node's core count."""
+    container = _container(base)
+    assert "--workers" not in _flags(container)
+    limit = container["resources"]["limits"]["cpu"]
+    millicores = int(limit[:-1]) if limit.endswith("m") else int(float(limit) * 1000)
+    (tmp_path / "cpu.max").write_text(f"{millicores * 100} 100000\n")
+    (tmp_path / "self").write_text("0::/\n")
+    assert usable_cpus(tmp_path, tmp_path / "self", affinity=16).count == 1
 
 
 def test_no_sidecar_is_injected(base: list[Manifest]) -> None:
