@@ -31,6 +31,7 @@ from authz.audit import Audit, AuditConfig
 from authz.callers import AllowedClients
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
+from authz.decision_cache import DecisionCache, Lookup
 from authz.engine import decide
 from authz.identity.remote import KeyFetcher
 from authz.observe import Checked, EventSink, Observer
@@ -63,6 +64,10 @@ class AuthorizationService:
     With ``keys``, a token whose ``kid`` started (or met) a refresh of its issuer's
     remote keys waits for that refresh up to ``keys.settings.kid_wait_seconds``, and
     is then decided again: a rotated signing key is followed without a single 401.
+
+    With ``cache``, a request decided recently under the same snapshot is answered
+    from it (:mod:`authz.decision_cache`); the request attributes are still built
+    when an observer or the shadow needs them.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class AuthorizationService:
         allowed: AllowedClients | None = None,
         keys: KeyFetcher | None = None,
         observers: Sequence[Observer] = (),
+        cache: DecisionCache | None = None,
     ) -> None:
         self.store = store
         self.shadow = shadow  # None: the one check Check pays for shadow rollout
@@ -79,6 +85,7 @@ class AuthorizationService:
         self.keys = keys
         self.observers = tuple(observers)  # empty: no per-call cost but one test
         self.responses = ResponseTemplates()
+        self.cache = cache  # None: no per-call cost but one test
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """One Check call, raw bytes both ways so malformed input is ours to answer."""
@@ -113,11 +120,17 @@ class AuthorizationService:
         headers: Mapping[str, str] = _NO_HEADERS
         attributes: RequestAttributes | None = None
         now = datetime.now(UTC)
+        cached = False
         try:
-            attributes = from_check_request(message)
-            if attributes.http is not None and attributes.http.names_ours:
-                headers = attributes.http.headers  # the response removes client-sent x-authz-*
-            decision = decide(snapshot, attributes, now)
+            if self.cache is None:
+                attributes = from_check_request(message)
+                if attributes.http is not None and attributes.http.names_ours:
+                    headers = attributes.http.headers  # the response removes client-sent x-authz-*
+                decision = decide(snapshot, attributes, now)
+            else:
+                decision, attributes, headers, cached = self._through_cache(
+                    self.cache, snapshot, message, now
+                )
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
             decision = Decision(Reason.INTERNAL_ERROR)
@@ -148,6 +161,7 @@ class AuthorizationService:
                 now,
                 started,
                 time.perf_counter_ns() - started,
+                cached,
             )
             for observer in self.observers:
                 try:
@@ -156,11 +170,48 @@ class AuthorizationService:
                     _internal_error(f"recording ({type(observer).__name__})", decision_id, exc)
         return response
 
+    def _through_cache(
+        self, cache: DecisionCache, snapshot: Snapshot, message: Any, now: datetime
+    ) -> tuple[Decision, RequestAttributes | None, Mapping[str, str], bool]:
+        """The decision from ``cache`` or from :func:`decide` (then kept if it may be):
+        (decision, request attributes if built, headers for the response, whether cached).
+
+        A failing cache is bypassed, never trusted: the request is decided as without it.
+        """
+        moment = now.timestamp()
+        try:
+            found = cache.lookup(snapshot, message, moment)
+        except Exception as exc:
+            _cache_failed("lookup", exc)
+            found = Lookup(None)
+        if found.decision is not None:
+            ours = found.ours
+            headers = message.attributes.request.http.headers if ours else _NO_HEADERS
+            if self.observers or self.shadow is not None:
+                return found.decision, from_check_request(message), headers, True
+            return found.decision, None, headers, True
+        attributes = from_check_request(message)
+        headers = _NO_HEADERS
+        if attributes.http is not None and attributes.http.names_ours:
+            headers = attributes.http.headers
+        decision = decide(snapshot, attributes, now)
+        if found.key is not None:
+            try:
+                cache.store(found, snapshot, message, decision, moment)
+            except Exception as exc:
+                _cache_failed("store", exc)
+        return decision, attributes, headers, False
+
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler so deserialisation errors reach :meth:`check`."""
         check = self.check if self.allowed is None else self.allowed.guard(self.check)
         method = grpc.unary_unary_rpc_method_handler(check)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": method})
+
+
+def _cache_failed(stage: str, exc: Exception) -> None:
+    """A decision cache bug: logged by type only (the message could quote a header)."""
+    _log.error("decision cache %s failed (%s); decided without it", stage, type(exc).__name__)
 
 
 def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:
@@ -193,6 +244,7 @@ class Runtime:
     shadow_reloader: Reloader | None = None
     audit: Audit | None = None  # the decision log, security events and their counters
     telemetry: Telemetry | None = None
+    decision_cache: DecisionCache | None = None  # None: off
 
 
 async def run_server(
@@ -243,9 +295,10 @@ async def _serve(
     ]
     loop = asyncio.get_running_loop()
     admin_api = telemetry = None
+    cache = _decision_cache(config)
     try:
         recording = recorders.observers(parts.store)  # opens the decision log, if any
-        telemetry = await _telemetry(config, parts, admin is not None, recorders)
+        telemetry = await _telemetry(config, parts, admin is not None, recorders, cache)
         if admin is not None:
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
@@ -256,7 +309,9 @@ async def _serve(
         observers = (*recording, *telemetry.observers)
         if parts.shadow is not None and recorders.decision_log is not None:
             parts.shadow.record = recorders.decision_log.shadow_difference
-        service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys, observers)
+        service = AuthorizationService(
+            parts.store, parts.shadow, allowed, parts.keys, observers, cache
+        )
         server, health, port = await _start_grpc(
             service, config.listen, _credentials(config), reuse_port=config.reuse_port
         )
@@ -278,7 +333,13 @@ async def _serve(
             await ready(port)
         if started is not None:
             await started(
-                dataclasses.replace(parts, port=port, audit=recorders, telemetry=telemetry)
+                dataclasses.replace(
+                    parts,
+                    port=port,
+                    audit=recorders,
+                    telemetry=telemetry,
+                    decision_cache=cache,
+                )
             )
         await stop.wait()
         _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
@@ -298,8 +359,24 @@ async def _serve(
                 await task
 
 
+def _decision_cache(config: ServerConfig) -> DecisionCache | None:
+    """The decision cache ``config`` asks for; None when off (no per-call cost)."""
+    if not config.decision_cache:
+        return None
+    _log.info(
+        "decision cache: up to %d decisions, each for at most %gs",
+        config.decision_cache,
+        config.decision_cache_ttl_seconds,
+    )
+    return DecisionCache(config.decision_cache, config.decision_cache_ttl_seconds)
+
+
 async def _telemetry(
-    config: ServerConfig, parts: Runtime, admin: bool, recorders: Audit
+    config: ServerConfig,
+    parts: Runtime,
+    admin: bool,
+    recorders: Audit,
+    cache: DecisionCache | None,
 ) -> Telemetry:
     """Metrics and traces as ``config.telemetry`` asks (``admin``: /metrics is served there)."""
     from authz.telemetry import start_telemetry  # OpenTelemetry is only needed when serving
@@ -312,6 +389,7 @@ async def _telemetry(
         shadow=parts.shadow,
         admin=admin,
         decision_log=recorders.decision_log,
+        decision_cache=cache,
     )
 
 
