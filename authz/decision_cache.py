@@ -175,6 +175,8 @@ class DecisionCache:
         self.hits = self.misses = self.bypasses = self.evictions = 0
         self._snapshot: Snapshot | None = None
         self._reads = Reads(uncacheable="no snapshot yet")
+        self._headers: tuple[str, ...] = ()
+        self._parts: tuple[Callable[[Any], Hashable], ...] = ()
         self._entries: OrderedDict[tuple[Hashable, ...], _Entry] = OrderedDict()
 
     @property
@@ -212,9 +214,10 @@ class DecisionCache:
             http.host,
             http.path,  # with the query: more specific than the normalised path
             attributes.source.principal,
-            *[headers.get(name) for name in reads.headers],  # None: missing, not empty
-            *[_PARTS[part](attributes) for part in reads.parts],
+            *map(headers.get, self._headers),  # None: missing, not empty
         )
+        if self._parts:
+            key += tuple([part(attributes) for part in self._parts])
         ours = HEADER_PREFIX in names
         entry = self._entries.get(key)
         if entry is not None:
@@ -278,6 +281,8 @@ class DecisionCache:
         self._entries.clear()
         self._snapshot = snapshot
         self._reads = analyse(snapshot)
+        self._headers = self._reads.headers
+        self._parts = tuple(_PARTS[part] for part in self._reads.parts)
         if self._reads.uncacheable:
             _log.info(
                 "decision cache: policy %s is not cached: %s",
