@@ -303,7 +303,7 @@ async def _serve(
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
             admin_api = await start_admin(
-                parts.store, parts.reloader, admin, parts.keys, telemetry.metrics
+                parts.store, parts.reloader, admin, parts.keys, telemetry.metrics, cache
             )
         allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
         observers = (*recording, *telemetry.observers)

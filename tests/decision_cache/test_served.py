@@ -10,13 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import json_format
 
+from authz.admin import AdminConfig, start_admin
 from authz.audit import AuditConfig
 from authz.decision_cache import DecisionCache
 from authz.policy.lockdown import Lockdown
+from authz.server import AuthorizationService
+from tests.admin.client import TOKEN, Client
+from tests.admin.conftest import make_store
 from tests.decision_cache.bundle import request
 from tests.engine.shop import install_shop
 from tests.identity.idp import IdentityProvider
@@ -154,3 +159,33 @@ async def test_the_bound_holds_under_a_flood_of_distinct_requests(bundle: Path, 
         cache = cache_of(server)
         assert cache.entries == 16
         assert cache.evictions == flood - 16
+
+
+async def test_the_admin_status_shows_the_cache(bundle: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    store, reloader = make_store(bundle)
+    cache = DecisionCache(100, 2.0)
+    service = AuthorizationService(store, cache=cache)
+    for _ in range(3):
+        service.respond(request(path="/search?q=ok"))
+    config = AdminConfig(listen="127.0.0.1:0", token_file=token_file)
+    server = await start_admin(store, reloader, config, decision_cache=cache)
+    try:
+        async with aiohttp.ClientSession() as session:
+            status = await Client(session, f"http://127.0.0.1:{server.port}").ok(
+                "GET", "/v1/status"
+            )
+    finally:
+        await server.stop()
+    assert status["decision_cache"] == {
+        "size": 100,
+        "ttl_seconds": 2.0,
+        "entries": 1,
+        "hits": 2,
+        "misses": 1,
+        "bypasses": 0,
+        "evictions": 0,
+        "uncacheable": "",
+    }
