@@ -36,9 +36,10 @@ from authz.decision import Decision, Reason
 from authz.identity.keys import KeySet
 from authz.identity.tokens import KeySource, Token, extract_token
 from authz.policy.bundle import Snapshot
+from authz.policy.index import RuleIndex
 from authz.response import HEADER_PREFIX
 
-__all__ = ["CACHEABLE", "HANDLING", "DecisionCache", "Lookup", "Reads", "analyse"]
+__all__ = ["CACHEABLE", "HANDLING", "DecisionCache", "Lookup", "Reads", "analyse", "rule_reads"]
 
 _log = logging.getLogger("authz.decision_cache")
 
@@ -117,12 +118,25 @@ class Reads:
     uncacheable: str = ""
 
 
-def analyse(snapshot: Snapshot) -> Reads:
-    """What ``snapshot``'s decisions read (see :class:`Reads`)."""
+def analyse(snapshot: Snapshot, rules: Reads | None = None) -> Reads:
+    """What ``snapshot``'s decisions read (see :class:`Reads`); ``rules``: what
+    :func:`rule_reads` found in its rules, if already known."""
+    found = rule_reads(snapshot.rules) if rules is None else rules
+    if found.uncacheable:
+        return found
     headers = {source.name for source in snapshot.token_sources}
     headers.update(target.header for target in snapshot.tenancy.targets if target.header)
-    parts: set[str] = {"certificate"} if snapshot.revocations.serials else set()
-    for rule in snapshot.rules.rules:
+    headers.update(found.headers)
+    parts = {"certificate", *found.parts} if snapshot.revocations.serials else set(found.parts)
+    ends = sorted(x.expires.timestamp() for x in snapshot.lockdowns if x.expires is not None)
+    return Reads(tuple(sorted(headers)), tuple(sorted(parts)), tuple(ends))
+
+
+def rule_reads(rules: RuleIndex) -> Reads:
+    """The headers and request parts that the CEL conditions of ``rules`` read."""
+    headers: set[str] = set()
+    parts: set[str] = set()
+    for rule in rules.rules:
         if rule.condition is None:
             continue
         reads = condition_reads(rule.condition)
@@ -137,8 +151,7 @@ def analyse(snapshot: Snapshot) -> Reads:
                     why = f"rule {rule.id} reads request.headers other than by a constant name"
                     return Reads(uncacheable=why)
                 headers.update(reads.headers)
-    ends = sorted(x.expires.timestamp() for x in snapshot.lockdowns if x.expires is not None)
-    return Reads(tuple(sorted(headers)), tuple(sorted(parts)), tuple(ends))
+    return Reads(tuple(sorted(headers)), tuple(sorted(parts)))
 
 
 class Lookup(NamedTuple):
@@ -178,6 +191,9 @@ class DecisionCache:
         self._headers: tuple[str, ...] = ()
         self._parts: tuple[Callable[[Any], Hashable], ...] = ()
         self._entries: OrderedDict[tuple[Hashable, ...], _Entry] = OrderedDict()
+        # The rules' part of the analysis, kept while the rules stay: a lockdown
+        # switched on or off builds a new snapshot around the same rules.
+        self._rules: tuple[RuleIndex, Reads] | None = None
 
     @property
     def entries(self) -> int:
@@ -280,7 +296,9 @@ class DecisionCache:
         """Start over for ``snapshot``: nothing decided under another one is served."""
         self._entries.clear()
         self._snapshot = snapshot
-        self._reads = analyse(snapshot)
+        if self._rules is None or self._rules[0] is not snapshot.rules:
+            self._rules = (snapshot.rules, rule_reads(snapshot.rules))
+        self._reads = analyse(snapshot, self._rules[1])
         self._headers = self._reads.headers
         self._parts = tuple(_PARTS[part] for part in self._reads.parts)
         if self._reads.uncacheable:
