@@ -27,21 +27,34 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from authz.cel import condition_reads
 from authz.decision import Decision, Reason
+from authz.engine import decide
 from authz.identity.keys import KeySet
 from authz.identity.tokens import KeySource, Token, extract_token
 from authz.policy.bundle import Snapshot
 from authz.policy.index import RuleIndex
+from authz.request import RequestAttributes, from_check_request
 from authz.response import HEADER_PREFIX
 
-__all__ = ["CACHEABLE", "HANDLING", "DecisionCache", "Lookup", "Reads", "analyse", "rule_reads"]
+__all__ = [
+    "CACHEABLE",
+    "HANDLING",
+    "DecisionCache",
+    "Lookup",
+    "Reads",
+    "analyse",
+    "decide_through",
+    "rule_reads",
+]
 
 _log = logging.getLogger("authz.decision_cache")
+_NO_HEADERS: Mapping[str, str] = {}
 
 #: The reasons whose decisions may be kept. Not ``invalid_token``: a key refresh may
 #: make an unknown ``kid`` known, and the server waits for it. Not ``internal_error``.
@@ -314,3 +327,47 @@ class DecisionCache:
                 ", ".join(self._reads.headers) or "none",
                 ", ".join(self._reads.parts) or "none",
             )
+
+
+def decide_through(
+    cache: DecisionCache,
+    snapshot: Snapshot,
+    message: Any,
+    now: datetime,
+    *,
+    attributes_wanted: bool,
+) -> tuple[Decision, RequestAttributes | None, Mapping[str, str], bool]:
+    """:func:`decide` for the Check ``message``, from ``cache`` when it holds the decision
+    (kept there otherwise, if it may be): (the decision, the request attributes when
+    built — always on a miss, on a hit only if ``attributes_wanted`` — the headers whose
+    client-sent ``x-authz-*`` the response removes, whether it came from the cache).
+
+    A failing cache is bypassed, never trusted: the request is decided as without it.
+    Errors of the decision itself are the caller's, as without the cache.
+    """
+    moment = now.timestamp()
+    try:
+        found = cache.lookup(snapshot, message, moment)
+    except Exception as exc:
+        _failed("lookup", exc)
+        found = _BYPASS
+    if found.decision is not None:
+        headers = message.attributes.request.http.headers if found.ours else _NO_HEADERS
+        attributes = from_check_request(message) if attributes_wanted else None
+        return found.decision, attributes, headers, True
+    attributes = from_check_request(message)
+    headers = _NO_HEADERS
+    if attributes.http is not None and attributes.http.names_ours:
+        headers = attributes.http.headers
+    decision = decide(snapshot, attributes, now)
+    if found.key is not None:
+        try:
+            cache.store(found, snapshot, message, decision, moment)
+        except Exception as exc:
+            _failed("store", exc)
+    return decision, attributes, headers, False
+
+
+def _failed(stage: str, exc: Exception) -> None:
+    """A cache bug: logged by type only (the message could quote a header)."""
+    _log.error("decision cache %s failed (%s); decided without it", stage, type(exc).__name__)

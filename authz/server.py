@@ -31,7 +31,7 @@ from authz.audit import Audit, AuditConfig
 from authz.callers import AllowedClients
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
-from authz.decision_cache import DecisionCache, Lookup
+from authz.decision_cache import DecisionCache, decide_through
 from authz.engine import decide
 from authz.identity.remote import KeyFetcher
 from authz.observe import Checked, EventSink, Observer
@@ -128,8 +128,9 @@ class AuthorizationService:
                     headers = attributes.http.headers  # the response removes client-sent x-authz-*
                 decision = decide(snapshot, attributes, now)
             else:
-                decision, attributes, headers, cached = self._through_cache(
-                    self.cache, snapshot, message, now
+                wanted = bool(self.observers) or self.shadow is not None
+                decision, attributes, headers, cached = decide_through(
+                    self.cache, snapshot, message, now, attributes_wanted=wanted
                 )
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
@@ -170,48 +171,11 @@ class AuthorizationService:
                     _internal_error(f"recording ({type(observer).__name__})", decision_id, exc)
         return response
 
-    def _through_cache(
-        self, cache: DecisionCache, snapshot: Snapshot, message: Any, now: datetime
-    ) -> tuple[Decision, RequestAttributes | None, Mapping[str, str], bool]:
-        """The decision from ``cache`` or from :func:`decide` (then kept if it may be):
-        (decision, request attributes if built, headers for the response, whether cached).
-
-        A failing cache is bypassed, never trusted: the request is decided as without it.
-        """
-        moment = now.timestamp()
-        try:
-            found = cache.lookup(snapshot, message, moment)
-        except Exception as exc:
-            _cache_failed("lookup", exc)
-            found = Lookup(None)
-        if found.decision is not None:
-            ours = found.ours
-            headers = message.attributes.request.http.headers if ours else _NO_HEADERS
-            if self.observers or self.shadow is not None:
-                return found.decision, from_check_request(message), headers, True
-            return found.decision, None, headers, True
-        attributes = from_check_request(message)
-        headers = _NO_HEADERS
-        if attributes.http is not None and attributes.http.names_ours:
-            headers = attributes.http.headers
-        decision = decide(snapshot, attributes, now)
-        if found.key is not None:
-            try:
-                cache.store(found, snapshot, message, decision, moment)
-            except Exception as exc:
-                _cache_failed("store", exc)
-        return decision, attributes, headers, False
-
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler so deserialisation errors reach :meth:`check`."""
         check = self.check if self.allowed is None else self.allowed.guard(self.check)
         method = grpc.unary_unary_rpc_method_handler(check)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": method})
-
-
-def _cache_failed(stage: str, exc: Exception) -> None:
-    """A decision cache bug: logged by type only (the message could quote a header)."""
-    _log.error("decision cache %s failed (%s); decided without it", stage, type(exc).__name__)
 
 
 def _internal_error(stage: str, decision_id: str, exc: Exception) -> None:

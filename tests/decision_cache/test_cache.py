@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from authz.decision import Decision, Reason
-from authz.decision_cache import DecisionCache
+from authz.decision_cache import DecisionCache, decide_through
 from authz.engine import decide
 from authz.policy.bundle import Snapshot, load_bundle
 from authz.policy.lockdown import Lockdown
@@ -271,3 +271,21 @@ def test_requests_the_key_cannot_describe_bypass_the_cache(snapshot: Snapshot) -
     for message in (upper, tcp, header_map, no_path) * 2:
         assert decided(cache, snapshot, message) == (fresh(snapshot, message), False)
     assert (cache.bypasses, cache.misses, cache.entries) == (8, 0, 0)
+
+
+@pytest.mark.parametrize("stage", ["lookup", "store"])
+def test_a_failing_cache_is_bypassed_never_trusted(
+    snapshot: Snapshot, key: SigningKey, stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = DecisionCache(100, 60.0)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(cache, stage, broken)
+    for message in (request(path=ITEMS, token=staff(key)), request(path="/admin/x")):
+        decision, attributes, _, cached = decide_through(
+            cache, snapshot, message, NOW, attributes_wanted=False
+        )
+        assert (decision, cached) == (fresh(snapshot, message), False)
+        assert attributes == from_check_request(message)
