@@ -8,6 +8,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "MAX_DECISION_CACHE_ENTRIES",
     "MAX_DECISION_CACHE_TTL_SECONDS",
     "MAX_RELOAD_DEBOUNCE_SECONDS",
     "ConfigError",
