@@ -19,7 +19,14 @@ from typing import Any
 
 from cel_expr_python import cel
 
-__all__ = ["VARIABLES", "CelCompileError", "Condition", "compile_condition"]
+__all__ = [
+    "VARIABLES",
+    "CelCompileError",
+    "Condition",
+    "ConditionReads",
+    "compile_condition",
+    "condition_reads",
+]
 
 _T = cel.Type
 
@@ -131,6 +138,184 @@ def referenced_variables(source: str) -> tuple[str, ...]:
                 found.add(name)
                 break
     return tuple(sorted(found))
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionReads:
+    """What a compiled ``when`` reads, from its type-checked syntax tree.
+
+    ``headers``: the names it reads from ``request.headers``, each by a constant key;
+    None when it reads the map any other way (the whole map, a computed key, a macro
+    over it), or when the tree could not be read: then any header may matter.
+    """
+
+    variables: frozenset[str]
+    headers: frozenset[str] | None
+
+
+def condition_reads(condition: Condition) -> ConditionReads:
+    """What ``condition`` reads (see :class:`ConditionReads`); never raises."""
+    return _reads(condition.source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reads(source: str) -> ConditionReads:
+    try:
+        checked = _message(_field(_message(compile_condition(source).program.serialize()), 2))
+        names = [
+            _text(_field(_message(_field(_message(_bytes(entry)), 2)), 1))
+            for entry in checked.get(2, [])  # reference_map: expression id -> Reference
+        ]
+        variables = frozenset(name for name in names if name in VARIABLES)
+        headers: set[str] = set()
+        uses = _header_uses(_field(checked, 4), headers)
+        if uses is None or uses != names.count(_HEADERS):
+            # Some reference to the map was not seen as a constant-key read.
+            return ConditionReads(variables, None)
+        return ConditionReads(variables, frozenset(headers))
+    except Exception:  # an unexpected tree: assume the worst
+        return ConditionReads(frozenset(VARIABLES), None)
+
+
+# The checked expression is read straight from its protobuf encoding
+# (cel.expr.CheckedExpr, cel-spec's syntax.proto and checked.proto): the module
+# ships no generated classes for it, and only a few fields are needed.
+_HEADERS = "request.headers"
+_CONST, _IDENT, _SELECT, _CALL, _LIST, _STRUCT, _COMPREHENSION = range(3, 10)
+_STRING_VALUE = 6  # Constant.string_value
+_CHILDREN = {  # Expr kind -> the fields of its body that hold child expressions
+    _SELECT: (1,),
+    _CALL: (1, 3),
+    _LIST: (1,),
+    _COMPREHENSION: (2, 4, 5, 6, 7),
+}
+_Message = dict[int, list[int | bytes]]
+
+
+def _header_uses(expr: bytes, found: set[str]) -> int | None:
+    """How many times ``expr`` reads ``request.headers`` by a constant key (names into
+    ``found``); None if it reads it any other way or holds something unknown."""
+    kind, body = _kind(expr)
+    if kind == _CONST:
+        return 0
+    if kind == _IDENT:
+        return None if _text(_field(body, 1)) == _HEADERS else 0
+    if kind == _SELECT and _is_headers(_field(body, 1)):
+        found.add(_text(_field(body, 2)))  # request.headers.name, has(request.headers.name)
+        return 1
+    if kind == _CALL and 1 not in body:
+        name, args = _text(_field(body, 2)), body.get(3, [])
+        key = _constant_key(name, args)
+        if key is not None:
+            found.add(key)
+            return 1
+    if kind == _STRUCT:
+        children = [
+            child
+            for entry in body.get(2, [])
+            for number, values in _message(_bytes(entry)).items()
+            if number in (3, 4)  # Entry.map_key, Entry.value
+            for child in values
+        ]
+    elif kind in _CHILDREN:
+        children = [child for number in _CHILDREN[kind] for child in body.get(number, [])]
+    else:
+        return None
+    total = 0
+    for child in children:
+        uses = _header_uses(_bytes(child), found)
+        if uses is None:
+            return None
+        total += uses
+    return total
+
+
+def _constant_key(function: str, args: list[int | bytes]) -> str | None:
+    """The header name of ``request.headers["name"]`` or ``"name" in request.headers``."""
+    if len(args) != 2:
+        return None
+    first, second = _bytes(args[0]), _bytes(args[1])
+    if function == "_[_]" and _is_headers(first):
+        return _string_constant(second)
+    if function == "@in" and _is_headers(second):
+        return _string_constant(first)
+    return None
+
+
+def _is_headers(expr: bytes) -> bool:
+    kind, body = _kind(expr)
+    return kind == _IDENT and _text(_field(body, 1)) == _HEADERS
+
+
+def _string_constant(expr: bytes) -> str | None:
+    kind, body = _kind(expr)
+    if kind != _CONST or _STRING_VALUE not in body:
+        return None
+    return _text(_field(body, _STRING_VALUE))
+
+
+def _kind(expr: bytes) -> tuple[int, _Message]:
+    """An Expr's kind (the number of its ``expr_kind`` field) and that field's message."""
+    fields = _message(expr)
+    kinds = [number for number in fields if _CONST <= number <= _COMPREHENSION]
+    if len(kinds) != 1:
+        return 0, {}
+    return kinds[0], _message(_field(fields, kinds[0]))
+
+
+def _field(message: _Message, number: int) -> bytes:
+    """The single length-delimited field ``number`` (b'' when absent)."""
+    values = message.get(number, [b""])
+    if len(values) != 1:
+        raise ValueError(f"field {number} repeated")
+    return _bytes(values[0])
+
+
+def _bytes(value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a length-delimited field")
+    return value
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8")
+
+
+def _message(data: bytes) -> _Message:
+    """Protobuf wire format: field number -> values (varints as int, the rest as bytes)."""
+    fields: _Message = {}
+    index = 0
+    while index < len(data):
+        key, index = _varint(data, index)
+        number, wire = key >> 3, key & 7
+        value: int | bytes
+        if wire == 0:
+            value, index = _varint(data, index)
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            value, index = data[index : index + width], index + width
+        elif wire == 2:
+            length, index = _varint(data, index)
+            value, index = data[index : index + length], index + length
+        else:
+            raise ValueError(f"wire type {wire}")
+        if index > len(data):
+            raise ValueError("truncated")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def _varint(data: bytes, index: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if index >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[index]
+        index += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, index
 
 
 def _compile_error(text: str) -> CelCompileError:

@@ -187,6 +187,23 @@ def _parser() -> argparse.ArgumentParser:
         "Reloaded like --policies. An invalid shadow bundle at start is logged and the server "
         "runs without shadow: it never stops the server (env AUTHZ_SHADOW_POLICIES)",
     )
+    serve.add_argument(
+        "--decision-cache",
+        type=int,
+        default=os.environ.get("AUTHZ_DECISION_CACHE", "0"),
+        metavar="N",
+        help="keep up to N recent decisions and answer a repeated request from them, never "
+        "under another policy version, past its token's expiry or the end of a lockdown; "
+        "bundles whose conditions read the clock, request.id or the whole header map are not "
+        "cached (logged). See docs/decision-cache.md (env AUTHZ_DECISION_CACHE; default 0: off)",
+    )
+    serve.add_argument(
+        "--decision-cache-ttl",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long a cached decision may be served, at most (default 1; at most 60)",
+    )
     _add_tls_arguments(serve)
     add_audit_arguments(serve)
     serve.add_argument(
@@ -307,6 +324,8 @@ def _serve(args: argparse.Namespace) -> int:
             client_ca=args.client_ca,
             allow_clients=tuple(args.allow_client),
             telemetry=_telemetry_settings(args),
+            decision_cache=args.decision_cache,
+            decision_cache_ttl_seconds=args.decision_cache_ttl,
         )
         admin = _admin_config(args)
         audit = audit_config(args)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "MAX_DECISION_CACHE_ENTRIES",
+    "MAX_DECISION_CACHE_TTL_SECONDS",
     "MAX_RELOAD_DEBOUNCE_SECONDS",
     "ConfigError",
     "FetchSettings",
@@ -17,6 +19,8 @@ __all__ = [
 
 DEFAULT_LISTEN = "127.0.0.1:9191"
 MAX_RELOAD_DEBOUNCE_SECONDS = 60.0
+MAX_DECISION_CACHE_TTL_SECONDS = 60.0
+MAX_DECISION_CACHE_ENTRIES = 10_000_000
 _SPIFFE = "spiffe://"
 
 
@@ -106,6 +110,9 @@ class ServerConfig:
     telemetry: TelemetrySettings = TelemetrySettings()
     # Share the Check port with other processes (SO_REUSEPORT): what `--workers` runs.
     reuse_port: bool = False
+    # Keep up to this many recent decisions (docs/decision-cache.md); 0: no cache at all.
+    decision_cache: int = 0
+    decision_cache_ttl_seconds: float = 1.0  # an entry's longest life
 
     def __post_init__(self) -> None:
         self._check_tls()
@@ -118,6 +125,15 @@ class ServerConfig:
         if not 256 <= self.max_token_bytes <= 1024 * 1024:
             raise ConfigError("max-token-bytes: must be between 256 and 1048576")
         self.keys.check()
+        if not 0 <= self.decision_cache <= MAX_DECISION_CACHE_ENTRIES:
+            raise ConfigError(
+                f"decision-cache: must be between 0 (off) and {MAX_DECISION_CACHE_ENTRIES} entries"
+            )
+        if not 0 < self.decision_cache_ttl_seconds <= MAX_DECISION_CACHE_TTL_SECONDS:
+            raise ConfigError(
+                "decision-cache-ttl: must be more than 0 and at most "
+                f"{MAX_DECISION_CACHE_TTL_SECONDS:g} seconds"
+            )
         if not 0 <= self.reload_debounce_seconds <= MAX_RELOAD_DEBOUNCE_SECONDS:
             raise ConfigError(
                 f"reload-debounce: must be between 0 and {MAX_RELOAD_DEBOUNCE_SECONDS:g} seconds"

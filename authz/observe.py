@@ -34,6 +34,7 @@ class Checked(NamedTuple):
     now: datetime  # the evaluation time, also the decision's timestamp
     started_ns: int  # time.perf_counter_ns() when the call began deciding
     duration_ns: int  # deciding and encoding the response
+    cached: bool = False  # answered from the decision cache
 
 
 class Observer(Protocol):

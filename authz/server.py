@@ -31,6 +31,7 @@ from authz.audit import Audit, AuditConfig
 from authz.callers import AllowedClients
 from authz.config import ServerConfig
 from authz.decision import Decision, Reason, new_decision_id
+from authz.decision_cache import DecisionCache, decide_through
 from authz.engine import decide
 from authz.identity.remote import KeyFetcher
 from authz.observe import Checked, EventSink, Observer
@@ -63,6 +64,10 @@ class AuthorizationService:
     With ``keys``, a token whose ``kid`` started (or met) a refresh of its issuer's
     remote keys waits for that refresh up to ``keys.settings.kid_wait_seconds``, and
     is then decided again: a rotated signing key is followed without a single 401.
+
+    With ``cache``, a request decided recently under the same snapshot is answered
+    from it (:mod:`authz.decision_cache`); the request attributes are still built
+    when an observer or the shadow needs them.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class AuthorizationService:
         allowed: AllowedClients | None = None,
         keys: KeyFetcher | None = None,
         observers: Sequence[Observer] = (),
+        cache: DecisionCache | None = None,
     ) -> None:
         self.store = store
         self.shadow = shadow  # None: the one check Check pays for shadow rollout
@@ -79,6 +85,7 @@ class AuthorizationService:
         self.keys = keys
         self.observers = tuple(observers)  # empty: no per-call cost but one test
         self.responses = ResponseTemplates()
+        self.cache = cache  # None: no per-call cost but one test
 
     async def check(self, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """One Check call, raw bytes both ways so malformed input is ours to answer."""
@@ -113,11 +120,18 @@ class AuthorizationService:
         headers: Mapping[str, str] = _NO_HEADERS
         attributes: RequestAttributes | None = None
         now = datetime.now(UTC)
+        cached = False
         try:
-            attributes = from_check_request(message)
-            if attributes.http is not None and attributes.http.names_ours:
-                headers = attributes.http.headers  # the response removes client-sent x-authz-*
-            decision = decide(snapshot, attributes, now)
+            if self.cache is None:
+                attributes = from_check_request(message)
+                if attributes.http is not None and attributes.http.names_ours:
+                    headers = attributes.http.headers  # the response removes client-sent x-authz-*
+                decision = decide(snapshot, attributes, now)
+            else:
+                wanted = bool(self.observers) or self.shadow is not None
+                decision, attributes, headers, cached = decide_through(
+                    self.cache, snapshot, message, now, attributes_wanted=wanted
+                )
         except Exception as exc:
             _internal_error("deciding", decision_id, exc)
             decision = Decision(Reason.INTERNAL_ERROR)
@@ -148,6 +162,7 @@ class AuthorizationService:
                 now,
                 started,
                 time.perf_counter_ns() - started,
+                cached,
             )
             for observer in self.observers:
                 try:
@@ -193,6 +208,7 @@ class Runtime:
     shadow_reloader: Reloader | None = None
     audit: Audit | None = None  # the decision log, security events and their counters
     telemetry: Telemetry | None = None
+    decision_cache: DecisionCache | None = None  # None: off
 
 
 async def run_server(
@@ -243,20 +259,23 @@ async def _serve(
     ]
     loop = asyncio.get_running_loop()
     admin_api = telemetry = None
+    cache = _decision_cache(config)
     try:
         recording = recorders.observers(parts.store)  # opens the decision log, if any
-        telemetry = await _telemetry(config, parts, admin is not None, recorders)
+        telemetry = await _telemetry(config, parts, admin is not None, recorders, cache)
         if admin is not None:
             from authz.admin import start_admin  # aiohttp is only needed with an admin API
 
             admin_api = await start_admin(
-                parts.store, parts.reloader, admin, parts.keys, telemetry.metrics
+                parts.store, parts.reloader, admin, parts.keys, telemetry.metrics, cache
             )
         allowed = AllowedClients(config.allow_clients) if config.allow_clients else None
         observers = (*recording, *telemetry.observers)
         if parts.shadow is not None and recorders.decision_log is not None:
             parts.shadow.record = recorders.decision_log.shadow_difference
-        service = AuthorizationService(parts.store, parts.shadow, allowed, parts.keys, observers)
+        service = AuthorizationService(
+            parts.store, parts.shadow, allowed, parts.keys, observers, cache
+        )
         server, health, port = await _start_grpc(
             service, config.listen, _credentials(config), reuse_port=config.reuse_port
         )
@@ -278,7 +297,13 @@ async def _serve(
             await ready(port)
         if started is not None:
             await started(
-                dataclasses.replace(parts, port=port, audit=recorders, telemetry=telemetry)
+                dataclasses.replace(
+                    parts,
+                    port=port,
+                    audit=recorders,
+                    telemetry=telemetry,
+                    decision_cache=cache,
+                )
             )
         await stop.wait()
         _log.info("stopping: draining in-flight calls for up to %.1fs", config.grace_seconds)
@@ -298,8 +323,24 @@ async def _serve(
                 await task
 
 
+def _decision_cache(config: ServerConfig) -> DecisionCache | None:
+    """The decision cache ``config`` asks for; None when off (no per-call cost)."""
+    if not config.decision_cache:
+        return None
+    _log.info(
+        "decision cache: up to %d decisions, each for at most %gs",
+        config.decision_cache,
+        config.decision_cache_ttl_seconds,
+    )
+    return DecisionCache(config.decision_cache, config.decision_cache_ttl_seconds)
+
+
 async def _telemetry(
-    config: ServerConfig, parts: Runtime, admin: bool, recorders: Audit
+    config: ServerConfig,
+    parts: Runtime,
+    admin: bool,
+    recorders: Audit,
+    cache: DecisionCache | None,
 ) -> Telemetry:
     """Metrics and traces as ``config.telemetry`` asks (``admin``: /metrics is served there)."""
     from authz.telemetry import start_telemetry  # OpenTelemetry is only needed when serving
@@ -312,6 +353,7 @@ async def _telemetry(
         shadow=parts.shadow,
         admin=admin,
         decision_log=recorders.decision_log,
+        decision_cache=cache,
     )
 
 

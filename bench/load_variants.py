@@ -5,11 +5,12 @@
 
 * ``KIND`` ``ceiling``: :mod:`bench.load_ceiling` with FLAGS (e.g. ``--loop uvloop``);
 * ``KIND`` ``authz``: ``python -m authz serve`` on the bench bundle with FLAGS
-  (e.g. ``--loop asyncio``, ``--workers 2``); ``authz@DIR`` runs the ``authz``
+  (e.g. ``--loop asyncio``, ``--workers 2``, ``--decision-cache 10000``: one request
+  replayed, so after the first call every Check is a cache hit); ``authz@DIR`` runs the ``authz``
   package found in the source tree DIR instead, so that an older commit (a
   ``git worktree``) can be measured against the current one in the same run;
 * ``KIND`` ``bench.MODULE``: ``python -m bench.MODULE serve`` like ``authz``, for a
-  prototype that wraps the server (e.g. :mod:`bench.decision_cache`).
+  prototype that wraps the server's command line.
 
 An ``authz`` variant serves from one process unless its FLAGS say ``--workers``:
 its environment has ``AUTHZ_WORKERS=1`` (the default, ``auto``, would start one

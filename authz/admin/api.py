@@ -20,10 +20,18 @@ from aiohttp.typedefs import Handler
 from authz.admin.config import AdminConfig, read_token, ssl_context
 from authz.admin.forms import MAX_BODY_BYTES, fields, json_body, lockdown_from
 from authz.admin.problem import Problem
-from authz.admin.render import issuer_json, lockdown_json, runtime_json, version_json
+from authz.admin.render import (
+    cache_json,
+    issuer_json,
+    lockdown_json,
+    runtime_json,
+    version_json,
+)
 from authz.config import ConfigError
+from authz.decision_cache import DecisionCache
 from authz.identity.remote import KeyFetcher, SourceStatus
 from authz.identity.tokens import Issuer
+from authz.policy.bundle import Snapshot
 from authz.reload import Reloader
 from authz.store import SnapshotStore
 from authz.telemetry.endpoint import metrics_response
@@ -67,14 +75,17 @@ async def start_admin(
     config: AdminConfig,
     keys: KeyFetcher | None = None,
     metrics: Metrics | None = None,
+    decision_cache: DecisionCache | None = None,
 ) -> AdminServer:
     """Serve the admin API; ConfigError when the token or TLS files or the address are unusable.
 
     With ``keys``, the status shows how each remote issuer's keys are being fetched;
-    with ``metrics``, ``GET /metrics`` serves them (authenticated like every call).
+    with ``metrics``, ``GET /metrics`` serves them (authenticated like every call);
+    with ``decision_cache``, the status shows it.
     """
     token = read_token(config.token_file) if config.token_file is not None else None
-    api = _Api(store, reloader, token, mtls=config.client_ca is not None, keys=keys)
+    mtls = config.client_ca is not None
+    api = _Api(store, reloader, token, mtls=mtls, keys=keys, decision_cache=decision_cache)
     routes = _routes(api)
     if metrics is not None:
         routes.append(web.get("/metrics", api.metrics(metrics), allow_head=False))
@@ -202,9 +213,11 @@ class _Api(AdminGate):
         token: bytes | None,
         mtls: bool,
         keys: KeyFetcher | None,
+        decision_cache: DecisionCache | None = None,
     ) -> None:
         super().__init__(token, mtls)
         self.store, self.reloader, self.keys = store, reloader, keys
+        self.decision_cache = decision_cache
 
     def _state(self) -> dict[str, Any]:
         return {"active_version": self.store.active_version, "pinned": self.store.pinned}
@@ -229,7 +242,14 @@ class _Api(AdminGate):
             },
             issuers=[issuer_json(issuer, self._fetched(issuer)) for issuer in snapshot.issuers],
             reloads={"successes": self.reloader.successes, "failures": self.reloader.failures},
+            **self._cache(snapshot),
         )
+
+    def _cache(self, snapshot: Snapshot) -> dict[str, Any]:
+        """The decision cache's part of the status; nothing when it is off."""
+        if self.decision_cache is None:
+            return {}
+        return {"decision_cache": cache_json(self.decision_cache, snapshot)}
 
     def _fetched(self, issuer: Issuer) -> SourceStatus | None:
         if issuer.remote is None or self.keys is None:

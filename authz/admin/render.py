@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from authz.decision_cache import DecisionCache, analyse
 from authz.identity.remote import SourceStatus
 from authz.identity.tokens import Issuer
+from authz.policy.bundle import Snapshot
 from authz.policy.lockdown import Lockdown
 from authz.policy.matchers import StringMatcher
 from authz.store import RuntimeLockdown, Version
 
-__all__ = ["issuer_json", "lockdown_json", "runtime_json", "version_json"]
+__all__ = ["cache_json", "issuer_json", "lockdown_json", "runtime_json", "version_json"]
 
 
 def version_json(version: Version) -> dict[str, Any]:
@@ -41,6 +43,21 @@ def issuer_json(issuer: Issuer, fetched: SourceStatus | None) -> dict[str, Any]:
             "last_success": fetched_at,
             "last_error": fetched.last_error,
         },
+    }
+
+
+def cache_json(cache: DecisionCache, snapshot: Snapshot) -> dict[str, Any]:
+    """The decision cache's size and counts, and why ``snapshot`` is not cached ('' when
+    it is)."""
+    return {
+        "size": cache.size,
+        "ttl_seconds": cache.ttl,
+        "entries": cache.entries,
+        "hits": cache.hits,
+        "misses": cache.misses,
+        "bypasses": cache.bypasses,
+        "evictions": cache.evictions,
+        "uncacheable": analyse(snapshot).uncacheable,
     }
 
 

@@ -125,6 +125,8 @@ def decision_record(event: Checked, headers: tuple[str, ...] = ()) -> dict[str, 
         "issuer": decision.issuer,
         "trace_id": trace_id(present),
     }
+    if event.cached:
+        record["cached"] = True  # answered from the decision cache (--decision-cache)
     if headers:
         record["headers"] = {
             name: value[:_MAX_VALUE]

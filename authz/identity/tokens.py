@@ -234,6 +234,15 @@ class TokenVerifier:
             # Only the type: an exception message could quote the token.
             return TokenError(f"unexpected {type(exc).__name__}", TokenErrorCode.INTERNAL)
 
+    def key_source(self, issuer: str) -> KeySource | None:
+        """Where the remote keys of ``issuer`` (its ``iss``) come from; None for an issuer
+        with keys of its own (they never change within a bundle) or an unknown one.
+
+        Whoever keeps a result that a token verified must drop it once the source's
+        ``keys`` is another object, as this verifier's own cache does.
+        """
+        return self._sources.get(issuer)
+
     def _cached(self, token: str, now: float) -> Token | None:
         if self._cache is None:
             return None

@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 
 from authz.decision import Reason
+from authz.decision_cache import DecisionCache
 from authz.identity.remote import KeyFetcher
 from authz.reload import Reloader
 from authz.shadow import Shadow
@@ -60,8 +61,8 @@ class Metrics:
     """The service's metrics over the parts of a running server; :meth:`exposition`
     is what ``/metrics`` serves.
 
-    ``keys``, ``shadow`` and ``decision_log`` are optional: without one, its
-    metrics are simply absent.
+    ``keys``, ``shadow``, ``decision_log`` and ``decision_cache`` are optional:
+    without one, its metrics are simply absent.
     """
 
     def __init__(
@@ -73,9 +74,11 @@ class Metrics:
         keys: KeyFetcher | None = None,
         shadow: Shadow | None = None,
         decision_log: DropCounts | None = None,
+        decision_cache: DecisionCache | None = None,
     ) -> None:
         self.counts, self.store, self.reloader = counts, store, reloader
         self.keys, self.shadow, self.decision_log = keys, shadow, decision_log
+        self.decision_cache = decision_cache
         self._started_ns = time.time_ns()
         self._reader = InMemoryMetricReader()
         self._provider = MeterProvider(
@@ -138,6 +141,23 @@ class Metrics:
                 "authz_decision_log_records_dropped",
                 [self._dropped],
                 description="Decision log records dropped, by kind (allow|deny)",
+            )
+        if decision_cache is not None:
+            counter(
+                "authz_decision_cache_lookups",
+                [self._cache_lookups],
+                description="Decision cache lookups, by result (hit|miss|bypass: "
+                "a request or policy version that is not cached)",
+            )
+            counter(
+                "authz_decision_cache_evictions",
+                [self._cache_evictions],
+                description="Decision cache entries pushed out by the size bound",
+            )
+            gauge(
+                "authz_decision_cache_entries",
+                [self._cache_entries],
+                description="Decisions in the cache now (expired ones included until replaced)",
             )
 
     def collect(self) -> list[Metric]:
@@ -225,6 +245,21 @@ class Metrics:
         assert self.decision_log is not None
         yield Observation(self.decision_log.allow_dropped, {"kind": "allow"})
         yield Observation(self.decision_log.deny_dropped, {"kind": "deny"})
+
+    def _cache_lookups(self, options: CallbackOptions) -> Iterable[Observation]:
+        assert self.decision_cache is not None
+        cache = self.decision_cache
+        yield Observation(cache.hits, {"result": "hit"})
+        yield Observation(cache.misses, {"result": "miss"})
+        yield Observation(cache.bypasses, {"result": "bypass"})
+
+    def _cache_evictions(self, options: CallbackOptions) -> Iterable[Observation]:
+        assert self.decision_cache is not None
+        yield Observation(self.decision_cache.evictions)
+
+    def _cache_entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        assert self.decision_cache is not None
+        yield Observation(self.decision_cache.entries)
 
     def _durations(self) -> Metric:
         """The latency buckets counted on the request path, as an SDK histogram."""

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from authz.config import TelemetrySettings
+from authz.decision_cache import DecisionCache
 from authz.identity.remote import KeyFetcher
 from authz.observe import Observer
 from authz.reload import Reloader
@@ -73,13 +74,20 @@ async def start_telemetry(
     shadow: Shadow | None,
     admin: bool,
     decision_log: DropCounts | None = None,
+    decision_cache: DecisionCache | None = None,
 ) -> Telemetry:
     """What ``settings`` turn on; ``admin``: the admin API runs (and serves /metrics)."""
     metrics = listener = None
     if admin or settings.metrics_listen is not None:
         counts = CheckCounts(settings.metrics_tenant_label)
         metrics = Metrics(
-            counts, store, reloader, keys=keys, shadow=shadow, decision_log=decision_log
+            counts,
+            store,
+            reloader,
+            keys=keys,
+            shadow=shadow,
+            decision_log=decision_log,
+            decision_cache=decision_cache,
         )
         if settings.metrics_listen is not None:
             listener = await start_metrics_listener(current(metrics), settings.metrics_listen)

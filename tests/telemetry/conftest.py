@@ -11,6 +11,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from authz.decision import Decision, Reason
+from authz.decision_cache import DecisionCache
 from authz.identity.remote import KeyFetcher
 from authz.observe import Checked
 from authz.policy.bundle import load_bundle
@@ -54,6 +55,7 @@ async def every_metric(tmp_path: Path) -> AsyncIterator[str]:
                 keys=keys,
                 shadow=shadow,
                 decision_log=DecisionLog(),
+                decision_cache=DecisionCache(10, 1.0),
             )
             failed = Decision(Reason.NO_MATCH, tenant="acme", cel_errors=("refund-limit",))
             counts.checked(Checked(failed, "id", "v1", None, datetime.now(UTC), 0, 40_000))
