@@ -82,10 +82,16 @@ def _ceiling(workload: Workload) -> Iterator[Target]:
         )
 
 
+#: ``authz-cached``: the decision cache on; h2load replays one request, so every call
+#: after the first is a hit — the cache's upper bound, not a hit rate to expect.
+DECISION_CACHE = ("--decision-cache", "10000")
+
+
 @contextmanager
-def _authz(workload: Workload) -> Iterator[AuthzServer]:
+def _authz(workload: Workload, options: tuple[str, ...] = ()) -> Iterator[AuthzServer]:
     with (workload.work / "authz-server.log").open("ab") as log:
-        server = AuthzServer(workload.bundle.path, free_port(), stderr=log, options=ONE_PROCESS)
+        options = (*ONE_PROCESS, *options)
+        server = AuthzServer(workload.bundle.path, free_port(), stderr=log, options=options)
         server.start()
         try:
             server.wait_serving()
@@ -94,12 +100,17 @@ def _authz(workload: Workload) -> Iterator[AuthzServer]:
             server.stop()
 
 
-@contextmanager
-def _authz_direct(workload: Workload) -> Iterator[Target]:
-    with _authz(workload) as server:
-        size = sample_call(server.port, workload.check_request)
-        request = _grpc_request(workload, server.target, CHECK_METHOD, workload.check_request, size)
-        yield Target(request, {})
+def _authz_direct(options: tuple[str, ...] = ()) -> StartSetup:
+    @contextmanager
+    def start(workload: Workload) -> Iterator[Target]:
+        with _authz(workload, options) as server:
+            size = sample_call(server.port, workload.check_request)
+            request = _grpc_request(
+                workload, server.target, CHECK_METHOD, workload.check_request, size
+            )
+            yield Target(request, {})
+
+    return start
 
 
 def _http_headers(token: str) -> dict[str, str]:
@@ -172,7 +183,11 @@ def _cerbos(workload: Workload) -> Iterator[Target]:
 
 SETUPS: dict[str, Setup] = {
     "grpc-ceiling": Setup("bare grpc.aio server, answers OK without reading (gRPC)", _ceiling),
-    "authz": Setup("authz serve on policies/, CheckRequest over gRPC", _authz_direct),
+    "authz": Setup("authz serve on policies/, CheckRequest over gRPC", _authz_direct()),
+    "authz-cached": Setup(
+        "authz serve --decision-cache 10000, one request replayed: every call a hit (gRPC)",
+        _authz_direct(DECISION_CACHE),
+    ),
     "envoy": Setup("Envoy, no authorization, trivial upstream (HTTP)", _envoy("none")),
     "envoy-rbac": Setup("Envoy jwt_authn + RBAC with a CEL condition (HTTP)", _envoy("rbac")),
     "envoy-authz": Setup("Envoy + ext_authz to authz serve (HTTP)", _envoy("ext_authz")),

@@ -77,3 +77,13 @@ def test_envoy_calling_the_bare_ceiling_passes_every_request(
         unchecked = dataclasses.replace(target.request, headers=anonymous)
         measured = open_loop([], h2load, unchecked, plan, tmp_path / "log.tsv")
     assert (measured.completed, measured.errors, measured.payload_ok) == (100, 0, True)
+
+
+def test_the_cached_setup_runs_authz_with_its_decision_cache(
+    h2load: str, load: Workload, tmp_path: Path
+) -> None:
+    with SETUPS["authz-cached"].start(load) as target:
+        plan = OpenLoopPlan.for_rate(100, duration_s=1)
+        measured = open_loop([], h2load, target.request, plan, tmp_path / "log.tsv")
+    assert (measured.completed, measured.errors, measured.payload_ok) == (100, 0, True)
+    assert "decision cache: up to 10000 decisions" in (load.work / "authz-server.log").read_text()
