@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cel_expr_python import cel
+
+from authz import cel_tree as tree
+from authz.cel_native import Native, native_condition
 
 __all__ = [
     "VARIABLES",
@@ -61,6 +64,8 @@ VARIABLES: dict[str, Any] = {
 }
 
 _ENV = cel.NewEnv(variables=VARIABLES)
+_STRINGS = frozenset(name for name, kind in VARIABLES.items() if kind == _T.STRING)
+_STRING_LISTS = frozenset(name for name, kind in VARIABLES.items() if kind == _T.List(_T.STRING))
 _BOOL = _T.BOOL
 _DYN = _T.DYN
 _ERROR = _T.ERROR
@@ -85,14 +90,21 @@ class CelCompileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """A compiled ``when``: its program and the variables it reads."""
+    """A compiled ``when``: its program, the variables it reads and, for a simple one,
+    the same condition in Python (:mod:`authz.cel_native`), tried first."""
 
     source: str
     program: Any
     variables: tuple[str, ...]
+    native: Native | None = field(default=None, compare=False)
 
     def evaluate(self, data: dict[str, Any]) -> bool | str:
         """The boolean result, or an error message (runtime errors fail closed upstream)."""
+        native = self.native
+        if native is not None:
+            answer = native(data)
+            if answer is not None:
+                return answer
         try:
             result = self.program.eval(data=data)
         except Exception as exc:  # the engine's own failures are runtime errors too
@@ -120,7 +132,8 @@ def compile_condition(source: str) -> Condition:
         raise CelCompileError(
             f"'when' must be a bool expression, this one is {program.return_type().name().lower()}"
         )
-    condition = Condition(source, program, referenced_variables(source))
+    native = native_condition(program.serialize(), _STRINGS, _STRING_LISTS)
+    condition = Condition(source, program, referenced_variables(source), native)
     # The first evaluation of a program costs ~100x a later one (lazy set-up in
     # the engine); pay it at load, not on the first request. Errors are expected.
     condition.evaluate({})
@@ -161,14 +174,11 @@ def condition_reads(condition: Condition) -> ConditionReads:
 @functools.lru_cache(maxsize=4096)
 def _reads(source: str) -> ConditionReads:
     try:
-        checked = _message(_field(_message(compile_condition(source).program.serialize()), 2))
-        names = [
-            _text(_field(_message(_field(_message(_bytes(entry)), 2)), 1))
-            for entry in checked.get(2, [])  # reference_map: expression id -> Reference
-        ]
+        checked = tree.checked_tree(compile_condition(source).program.serialize())
+        names = list(tree.references(checked).values())  # expression id -> what it names
         variables = frozenset(name for name in names if name in VARIABLES)
         headers: set[str] = set()
-        uses = _header_uses(_field(checked, 4), headers)
+        uses = _header_uses(tree.field(checked, 4), headers)  # CheckedExpr.expr
         if uses is None or uses != names.count(_HEADERS):
             # Some reference to the map was not seen as a constant-key read.
             return ConditionReads(variables, None)
@@ -177,53 +187,41 @@ def _reads(source: str) -> ConditionReads:
         return ConditionReads(frozenset(VARIABLES), None)
 
 
-# The checked expression is read straight from its protobuf encoding
-# (cel.expr.CheckedExpr, cel-spec's syntax.proto and checked.proto): the module
-# ships no generated classes for it, and only a few fields are needed.
 _HEADERS = "request.headers"
-_CONST, _IDENT, _SELECT, _CALL, _LIST, _STRUCT, _COMPREHENSION = range(3, 10)
-_STRING_VALUE = 6  # Constant.string_value
-_CHILDREN = {  # Expr kind -> the fields of its body that hold child expressions
-    _SELECT: (1,),
-    _CALL: (1, 3),
-    _LIST: (1,),
-    _COMPREHENSION: (2, 4, 5, 6, 7),
-}
-_Message = dict[int, list[int | bytes]]
 
 
 def _header_uses(expr: bytes, found: set[str]) -> int | None:
     """How many times ``expr`` reads ``request.headers`` by a constant key (names into
     ``found``); None if it reads it any other way or holds something unknown."""
-    kind, body = _kind(expr)
-    if kind == _CONST:
+    kind, body = tree.kind(expr)
+    if kind == tree.CONST:
         return 0
-    if kind == _IDENT:
-        return None if _text(_field(body, 1)) == _HEADERS else 0
-    if kind == _SELECT and _is_headers(_field(body, 1)):
-        found.add(_text(_field(body, 2)))  # request.headers.name, has(request.headers.name)
+    if kind == tree.IDENT:
+        return None if tree.text(tree.field(body, 1)) == _HEADERS else 0
+    if kind == tree.SELECT and _is_headers(tree.field(body, 1)):
+        found.add(tree.text(tree.field(body, 2)))  # request.headers.name, has(request.headers.name)
         return 1
-    if kind == _CALL and 1 not in body:
-        name, args = _text(_field(body, 2)), body.get(3, [])
+    if kind == tree.CALL and 1 not in body:
+        name, args = tree.text(tree.field(body, 2)), body.get(3, [])
         key = _constant_key(name, args)
         if key is not None:
             found.add(key)
             return 1
-    if kind == _STRUCT:
+    if kind == tree.STRUCT:
         children = [
             child
             for entry in body.get(2, [])
-            for number, values in _message(_bytes(entry)).items()
+            for number, values in tree.message(tree.as_bytes(entry)).items()
             if number in (3, 4)  # Entry.map_key, Entry.value
             for child in values
         ]
-    elif kind in _CHILDREN:
-        children = [child for number in _CHILDREN[kind] for child in body.get(number, [])]
+    elif kind in tree.CHILDREN:
+        children = [child for number in tree.CHILDREN[kind] for child in body.get(number, [])]
     else:
         return None
     total = 0
     for child in children:
-        uses = _header_uses(_bytes(child), found)
+        uses = _header_uses(tree.as_bytes(child), found)
         if uses is None:
             return None
         total += uses
@@ -234,7 +232,7 @@ def _constant_key(function: str, args: list[int | bytes]) -> str | None:
     """The header name of ``request.headers["name"]`` or ``"name" in request.headers``."""
     if len(args) != 2:
         return None
-    first, second = _bytes(args[0]), _bytes(args[1])
+    first, second = tree.as_bytes(args[0]), tree.as_bytes(args[1])
     if function == "_[_]" and _is_headers(first):
         return _string_constant(second)
     if function == "@in" and _is_headers(second):
@@ -243,79 +241,15 @@ def _constant_key(function: str, args: list[int | bytes]) -> str | None:
 
 
 def _is_headers(expr: bytes) -> bool:
-    kind, body = _kind(expr)
-    return kind == _IDENT and _text(_field(body, 1)) == _HEADERS
+    kind, body = tree.kind(expr)
+    return kind == tree.IDENT and tree.text(tree.field(body, 1)) == _HEADERS
 
 
 def _string_constant(expr: bytes) -> str | None:
-    kind, body = _kind(expr)
-    if kind != _CONST or _STRING_VALUE not in body:
+    kind, body = tree.kind(expr)
+    if kind != tree.CONST or tree.STRING_VALUE not in body:
         return None
-    return _text(_field(body, _STRING_VALUE))
-
-
-def _kind(expr: bytes) -> tuple[int, _Message]:
-    """An Expr's kind (the number of its ``expr_kind`` field) and that field's message."""
-    fields = _message(expr)
-    kinds = [number for number in fields if _CONST <= number <= _COMPREHENSION]
-    if len(kinds) != 1:
-        return 0, {}
-    return kinds[0], _message(_field(fields, kinds[0]))
-
-
-def _field(message: _Message, number: int) -> bytes:
-    """The single length-delimited field ``number`` (b'' when absent)."""
-    values = message.get(number, [b""])
-    if len(values) != 1:
-        raise ValueError(f"field {number} repeated")
-    return _bytes(values[0])
-
-
-def _bytes(value: int | bytes) -> bytes:
-    if not isinstance(value, bytes):
-        raise ValueError("expected a length-delimited field")
-    return value
-
-
-def _text(value: bytes) -> str:
-    return value.decode("utf-8")
-
-
-def _message(data: bytes) -> _Message:
-    """Protobuf wire format: field number -> values (varints as int, the rest as bytes)."""
-    fields: _Message = {}
-    index = 0
-    while index < len(data):
-        key, index = _varint(data, index)
-        number, wire = key >> 3, key & 7
-        value: int | bytes
-        if wire == 0:
-            value, index = _varint(data, index)
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            value, index = data[index : index + width], index + width
-        elif wire == 2:
-            length, index = _varint(data, index)
-            value, index = data[index : index + length], index + length
-        else:
-            raise ValueError(f"wire type {wire}")
-        if index > len(data):
-            raise ValueError("truncated")
-        fields.setdefault(number, []).append(value)
-    return fields
-
-
-def _varint(data: bytes, index: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if index >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[index]
-        index += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, index
+    return tree.text(tree.field(body, tree.STRING_VALUE))
 
 
 def _compile_error(text: str) -> CelCompileError:
