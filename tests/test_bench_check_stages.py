@@ -11,19 +11,8 @@ import io
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import pytest
-
 from bench.check_stages import STAGES, main, measure, render
 from bench.compare.pinning import Pinning
-from bench.load_h2load import H2loadError, ensure_h2load
-
-
-@pytest.fixture(scope="module")
-def h2load() -> str:
-    try:
-        return ensure_h2load()
-    except H2loadError as exc:
-        pytest.skip(f"h2load (Debian nghttp2-client) is not available: {exc}")
 
 
 def test_every_stage_serves_load_and_the_table_lists_them(h2load: str, tmp_path: Path) -> None:

@@ -10,16 +10,7 @@ import pytest
 
 from bench.compare.load import OpenLoopPlan, Request, open_loop
 from bench.compare.setups import SETUPS, Workload
-from bench.load_h2load import H2loadError, ensure_h2load
 from bench.load_request import frame
-
-
-@pytest.fixture(scope="module")
-def h2load() -> str:
-    try:
-        return ensure_h2load()
-    except H2loadError as exc:
-        pytest.skip(f"h2load (Debian nghttp2-client) is not available: {exc}")
 
 
 @pytest.fixture(scope="module")
