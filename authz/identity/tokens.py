@@ -177,14 +177,39 @@ class _Cached:
     keys: KeySet
 
 
-class TokenVerifier:
-    """Verifies tokens for one policy bundle's issuers, caching successes.
+#: Refusals that cost a signature check and that no later moment can undo: the
+#: signature does not verify with the issuer's keys, or it does and the claims can
+#: never pass (expired, wrong audience or claims). Kept like verified tokens, so a
+#: client replaying a stale or forged token pays for one signature check, not one
+#: per request. Never kept: an unknown kid (the next keys may know it), keys not
+#: fetched yet, a token not valid yet, and everything refused before the signature.
+_REMEMBERED = frozenset(
+    {
+        TokenErrorCode.BAD_SIGNATURE,
+        TokenErrorCode.EXPIRED,
+        TokenErrorCode.BAD_AUDIENCE,
+        TokenErrorCode.BAD_CLAIMS,
+    }
+)
 
-    The cache is keyed by the exact token string and belongs to this verifier;
-    a new bundle builds a new verifier, and an entry verified with a remote
-    issuer's keys lapses when those keys are refreshed with a change, so key
-    rotations never meet stale entries. Remote issuers need a `key_provider`;
-    without one their tokens are refused. Single-threaded (asyncio) use only.
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    error: TokenError
+    source: KeySource | None  # as for _Cached: the entry lapses when the keys change
+    keys: KeySet
+
+
+class TokenVerifier:
+    """Verifies tokens for one policy bundle's issuers, caching successes, and the
+    refusals that took a signature check and cannot change (:data:`_REMEMBERED`).
+
+    Both caches are keyed by the exact token string, bounded by `cache_size` each,
+    and belong to this verifier; a new bundle builds a new verifier, and an entry
+    made with a remote issuer's keys lapses when those keys are refreshed with a
+    change, so key rotations never meet stale entries. Remote issuers need a
+    `key_provider`; without one their tokens are refused. Single-threaded (asyncio)
+    use only.
     """
 
     def __init__(
@@ -213,6 +238,9 @@ class TokenVerifier:
         self._cache: LRUCache[str, _Cached] | None = (
             LRUCache(maxsize=cache_size) if cache_size else None
         )
+        self._refused: LRUCache[str, _Refused] | None = (
+            LRUCache(maxsize=cache_size) if cache_size else None
+        )
         self._max_token_bytes = max_token_bytes
 
     def verify(self, token: str, now: float) -> Token | TokenError:
@@ -225,10 +253,16 @@ class TokenVerifier:
                 return TokenError("evaluation time is not finite", TokenErrorCode.INTERNAL)
             if (hit := self._cached(token, now)) is not None:
                 return hit
+            if (refused := self._refused_before(token)) is not None:
+                return refused
             result = self._verify(token, now)
             if isinstance(result, _Cached):
                 self._remember(token, result, now)
                 return result.token
+            if isinstance(result, _Refused):
+                if self._refused is not None:
+                    self._refused[token] = result
+                return result.error
             return result
         except Exception as exc:  # fail closed, whatever went wrong
             # Only the type: an exception message could quote the token.
@@ -262,11 +296,23 @@ class TokenVerifier:
             return None
         return entry.token
 
+    def _refused_before(self, token: str) -> TokenError | None:
+        """The refusal kept for `token`, unless its issuer's keys changed since."""
+        if self._refused is None:
+            return None
+        entry = self._refused.get(token)
+        if entry is None:
+            return None
+        if entry.source is not None and entry.source.keys is not entry.keys:
+            del self._refused[token]
+            return None
+        return entry.error
+
     def _remember(self, token: str, entry: _Cached, now: float) -> None:
         if self._cache is not None and now <= entry.window.expires_at:
             self._cache[token] = entry
 
-    def _verify(self, token: str, now: float) -> _Cached | TokenError:
+    def _verify(self, token: str, now: float) -> _Cached | _Refused | TokenError:
         try:
             parts = split_compact(token)
         except MalformedToken as exc:
@@ -297,8 +343,12 @@ class TokenVerifier:
                     return TokenError(
                         f"keys of {issuer.name} not fetched yet", TokenErrorCode.KEYS_UNAVAILABLE
                     )
-            return claims
-        return _accept(issuer, claims, now, source, keys)
+            accepted: _Cached | TokenError = claims
+        else:
+            accepted = _accept(issuer, claims, now, source, keys)
+        if isinstance(accepted, TokenError) and accepted.code in _REMEMBERED:
+            return _Refused(accepted, source, keys)
+        return accepted
 
 
 def _verify_signature(

@@ -40,6 +40,7 @@ from tests.identity.signing import (
     SigningKey,
     claims,
     compact,
+    ed25519_key,
     expect_error,
     hand_signed,
     issuer,
@@ -376,3 +377,66 @@ def test_a_detached_unencoded_payload_is_malformed(eddsa: SigningKey) -> None:
     token = sign(eddsa, claims(), b64=False)  # RFC 7797: PyJWT detaches the payload
     assert token.split(".")[1] == ""
     expect_error(verify(issuer(eddsa), token), Code.MALFORMED)
+
+
+# --- Replayed refusals: one signature check, not one per request ------------------------
+
+
+def test_a_replayed_expired_token_costs_one_signature_check(eddsa: SigningKey) -> None:
+    counting, verifier = _counted(eddsa)
+    token = sign(eddsa, claims(exp=NOW - 3600))
+    for _ in range(5):
+        expect_error(verifier.verify(token, NOW), Code.EXPIRED)
+    assert counting.verifications == 1
+
+
+def test_a_replayed_forged_token_costs_one_signature_check(eddsa: SigningKey) -> None:
+    counting, verifier = _counted(eddsa)
+    forger = ed25519_key(eddsa.kid)  # the issuer's kid, another private key
+    token = sign(forger, claims())
+    for _ in range(5):
+        expect_error(verifier.verify(token, NOW), Code.BAD_SIGNATURE)
+    assert counting.verifications == 1
+
+
+def test_a_replayed_token_for_another_audience_costs_one_signature_check(
+    eddsa: SigningKey,
+) -> None:
+    counting, verifier = _counted(eddsa)
+    token = sign(eddsa, claims(aud="another-api"))
+    for _ in range(3):
+        expect_error(verifier.verify(token, NOW), Code.BAD_AUDIENCE)
+    assert counting.verifications == 1
+
+
+def test_a_token_not_valid_yet_is_checked_again_and_then_accepted(eddsa: SigningKey) -> None:
+    counting, verifier = _counted(eddsa)
+    token = sign(eddsa, claims(nbf=NOW + 600, exp=NOW + 1200))
+    expect_error(verifier.verify(token, NOW), Code.NOT_YET_VALID)
+    expect_error(verifier.verify(token, NOW), Code.NOT_YET_VALID)
+    assert counting.verifications == 2  # time can make it valid: never kept
+    assert isinstance(verifier.verify(token, NOW + 600), Token)
+
+
+def test_without_a_cache_every_refusal_is_checked_again(eddsa: SigningKey) -> None:
+    counting = _CountingEd25519Key(eddsa.private.public_key())
+    keys = KeySet((VerificationKey(eddsa.kid, frozenset({"EdDSA"}), counting),))
+    verifier = TokenVerifier([issuer(keys=keys)], cache_size=0)
+    token = sign(eddsa, claims(exp=NOW - 3600))
+    for _ in range(3):
+        expect_error(verifier.verify(token, NOW), Code.EXPIRED)
+    assert counting.verifications == 3
+
+
+def test_kept_refusals_are_bounded(eddsa: SigningKey) -> None:
+    counting = _CountingEd25519Key(eddsa.private.public_key())
+    keys = KeySet((VerificationKey(eddsa.kid, frozenset({"EdDSA"}), counting),))
+    verifier = TokenVerifier([issuer(keys=keys)], cache_size=2)
+    tokens = [sign(eddsa, claims(exp=NOW - 3600, jti=str(n))) for n in range(3)]
+    for token in tokens:
+        expect_error(verifier.verify(token, NOW), Code.EXPIRED)
+    assert counting.verifications == 3
+    expect_error(verifier.verify(tokens[0], NOW), Code.EXPIRED)  # evicted: checked again
+    assert counting.verifications == 4
+    expect_error(verifier.verify(tokens[2], NOW), Code.EXPIRED)  # still kept
+    assert counting.verifications == 4

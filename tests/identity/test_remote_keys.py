@@ -257,6 +257,23 @@ async def test_a_key_removed_by_the_idp_stops_verifying_even_from_the_cache(
     assert error.code is TokenErrorCode.UNKNOWN_KID
 
 
+async def test_a_kept_refusal_lapses_when_the_idps_keys_change(
+    idp: IdentityProvider, fetcher: KeyFetcher
+) -> None:
+    source = remote(idp)
+    verifier = verifier_for(fetcher, source)
+    found = await ready_source(fetcher, source)
+    other = rsa_key(idp.keys[-1].kid)  # the published kid, another key
+    token = sign(other, claims(iss=source.issuer))
+    for _ in range(2):  # the second answer is the kept refusal
+        assert refused(verifier.verify(token, NOW)).code is TokenErrorCode.BAD_SIGNATURE
+
+    idp.keys = [other]  # the IdP now publishes that key under the same kid
+    assert (await found._refresh("test"))[0]
+
+    assert verified(verifier.verify(token, NOW)).subject == "user-1"
+
+
 async def test_a_refresh_that_finds_the_same_keys_keeps_cached_tokens(
     idp: IdentityProvider, fetcher: KeyFetcher
 ) -> None:
