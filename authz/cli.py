@@ -263,34 +263,41 @@ def _add_tls_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--tls-cert",
         type=Path,
+        default=os.environ.get("AUTHZ_TLS_CERT"),
         metavar="PATH",
         help="serve gRPC over TLS with this certificate (PEM, chain allowed); needs --tls-key "
         "and --client-ca. The three files are re-read when they change on disk (cert-manager, "
-        "SPIRE, a Kubernetes secret volume): new connections get the new ones, open ones stay",
+        "SPIRE, a Kubernetes secret volume): new connections get the new ones, open ones stay "
+        "(env AUTHZ_TLS_CERT)",
     )
     serve.add_argument(
         "--tls-key",
         type=Path,
+        default=os.environ.get("AUTHZ_TLS_KEY"),
         metavar="PATH",
         help="the private key of --tls-cert (PEM, unencrypted); a replacement pair that does "
-        "not load or does not match is refused and logged, and the old pair keeps serving",
+        "not load or does not match is refused and logged, and the old pair keeps serving "
+        "(env AUTHZ_TLS_KEY)",
     )
     serve.add_argument(
         "--client-ca",
         type=Path,
+        default=os.environ.get("AUTHZ_CLIENT_CA"),
         metavar="PATH",
         help="CA certificate(s) (PEM) that client certificates must chain to: a client "
-        "without such a certificate fails the TLS handshake (mTLS)",
+        "without such a certificate fails the TLS handshake (mTLS) (env AUTHZ_CLIENT_CA)",
     )
     serve.add_argument(
         "--allow-client",
         action="append",
-        default=[],
+        default=None,
         metavar="ID",
         help="only this client may call Check: the SPIFFE ID in its certificate's URI SAN, "
         "exactly, or a prefix ending in /* (spiffe://cluster.local/ns/istio-system/*); "
         "repeatable. Others get PERMISSION_DENIED, which Envoy turns into a 403. Health "
-        "checks are not restricted. Needs mTLS; default: any certificate from --client-ca",
+        "checks are not restricted. Needs mTLS; default: any certificate from --client-ca "
+        "(env AUTHZ_ALLOW_CLIENTS, IDs separated by commas or spaces, used when no "
+        "--allow-client is given)",
     )
 
 
@@ -322,7 +329,7 @@ def _serve(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             client_ca=args.client_ca,
-            allow_clients=tuple(args.allow_client),
+            allow_clients=_allow_clients(args.allow_client),
             telemetry=_telemetry_settings(args),
             decision_cache=args.decision_cache,
             decision_cache_ttl_seconds=args.decision_cache_ttl,
@@ -362,6 +369,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"authz serve: {exc}", file=sys.stderr)
         return _EXIT_BAD_INPUT
     return 0
+
+
+def _allow_clients(given: list[str] | None) -> tuple[str, ...]:
+    """``--allow-client`` as given, or else AUTHZ_ALLOW_CLIENTS (commas or spaces between)."""
+    if given is not None:
+        return tuple(given)
+    return tuple(os.environ.get("AUTHZ_ALLOW_CLIENTS", "").replace(",", " ").split())
 
 
 def _worker_count(text: str) -> int | str:

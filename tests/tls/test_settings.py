@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -125,3 +126,42 @@ def test_the_start_log_says_tls_and_the_allow_list_size(bundle: Path, volume: In
     assert "PRIVATE KEY" not in log
     with Served(bundle) as plaintext:
         assert "tls: off, plaintext gRPC" in "".join(plaintext.seen)
+
+
+def _environment(volume: InPlace, **more: str) -> dict[str, str]:
+    files = {"AUTHZ_TLS_CERT": CERT, "AUTHZ_TLS_KEY": KEY, "AUTHZ_CLIENT_CA": CA}
+    return {
+        **os.environ,
+        **{variable: str(volume.path / name) for variable, name in files.items()},
+        **more,
+    }
+
+
+def test_the_environment_gives_the_files_and_the_allow_list(bundle: Path, volume: InPlace) -> None:
+    allowed = f"{GATEWAY}, spiffe://cluster.local/ns/edge/*"
+    with Served(bundle, env=_environment(volume, AUTHZ_ALLOW_CLIENTS=allowed)) as served:
+        log = "".join(served.seen)
+    assert "tls: mTLS, client certificates required; allow-list: 2 client ID(s)" in log
+
+
+def test_allow_client_flags_replace_the_environments_list(bundle: Path, volume: InPlace) -> None:
+    # The variable's entry is not a SPIFFE ID: were it used, the server would refuse to start.
+    env = _environment(volume, AUTHZ_ALLOW_CLIENTS="not-a-spiffe-id")
+    with Served(bundle, "--allow-client", GATEWAY, env=env) as served:
+        log = "".join(served.seen)
+    assert "allow-list: 1 client ID(s)" in log
+
+
+def test_an_allow_list_from_the_environment_is_checked_like_the_flag(bundle: Path) -> None:
+    argv = [sys.executable, "-m", "authz", "serve", "--policies", str(bundle)]
+    env = {**os.environ, "AUTHZ_ALLOW_CLIENTS": GATEWAY}
+    done = subprocess.run(
+        [*argv, "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "authz serve: allow-client: needs tls-cert" in done.stderr
